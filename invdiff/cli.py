@@ -1,0 +1,54 @@
+"""The ``invdiff`` command line: ``list``, ``demo``, ``train``, ``solve``, ``bench``, ``banks``.
+
+Each sub-command lives with its concept (``invdiff/<area>/command.py`` exposes
+``add_arguments(parser)`` and ``run(args) -> int``); this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command -> (module with add_arguments/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "list": ("invdiff.listing", "list the registered operators, solvers, priors, problems and data sets"),
+    "demo": ("invdiff.demo", "degrade a bundled photo with several operators and write a figure"),
+    "train": ("invdiff.training.command", "train a prior (pixel, sr3, autoencoder, latent)"),
+    "solve": ("invdiff.solvers.command", "solve one problem with one solver and write a figure"),
+    "bench": ("invdiff.bench.command", "run a benchmark suite and write tables and figures"),
+    "banks": ("invdiff.operators.banks", "write the versioned operator banks (masks, kernels)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="invdiff",
+        description="Imaging inverse problems solved with diffusion priors. "
+        "Run `invdiff COMMAND --help` for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # command not available in this build
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sets as [-1, 1] float tensors."""

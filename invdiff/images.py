@@ -1,0 +1,147 @@
+"""The one place where image ranges and dtypes are converted and checked.
+
+Inside invdiff an image is a float tensor ``N x C x H x W`` in [-1, 1]. Conversion to and from
+[0, 1] floats, uint8 arrays and image files happens here and nowhere else: data loaders,
+image writers and metric adapters call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Tolerance on the [-1, 1] range: values a hair outside come from float round-off.
+RANGE_TOLERANCE = 1e-3
+
+
+def check_image(
+    x: object,
+    name: str = "x",
+    *,
+    channels: int | None = None,
+    size: Sequence[int] | None = None,
+    check_range: bool = True,
+) -> Tensor:
+    """Validate a batch of images and return it unchanged.
+
+    Raises a ``TypeError``/``ValueError`` naming ``name`` and the expected value for a
+    non-tensor, a wrong number of dimensions, a non-float dtype, NaN/Inf, a wrong channel
+    count or size, or (``check_range``) values outside [-1, 1].
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape N x C x H x W, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name} must have 4 dimensions N x C x H x W, got shape {tuple(x.shape)}"
+            + (" (add a batch dimension with x[None])" if x.ndim == 3 else "")
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
+            "convert uint8 images with invdiff.images.from_uint8"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        raise ValueError(f"{name} must be {tuple(size)} pixels (H, W), got {tuple(x.shape[-2:])}")
+    if check_range and x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            hint = " (looks like [0, 255]: use from_uint8)" if hi > 2 else ""
+            hint = hint or (" (looks like [0, 1]? use from_unit)" if lo >= 0 else "")
+            raise ValueError(f"{name} must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
+    return x
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def from_unit(x: Tensor) -> Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return x * 2 - 1
+
+
+def from_uint8(a: np.ndarray | Tensor) -> Tensor:
+    """uint8 image(s) -> float32 [-1, 1].
+
+    Accepts ``H x W``, ``H x W x C`` (numpy/PIL layout) or ``N x C x H x W`` tensors and
+    returns ``N x C x H x W``.
+    """
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a)
+    if t.dtype != torch.uint8:
+        raise TypeError(f"from_uint8 expects uint8 data, got {t.dtype}")
+    if t.ndim == 2:
+        t = t[None, None]
+    elif t.ndim == 3:
+        t = t.permute(2, 0, 1)[None]
+    elif t.ndim != 4:
+        raise ValueError(f"from_uint8 expects 2, 3 or 4 dimensions, got shape {tuple(t.shape)}")
+    return t.float().div(127.5).sub(1).contiguous()
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """[-1, 1] ``N x C x H x W`` -> uint8 ``N x H x W x C`` numpy array (rounded)."""
+    check_image(x, "x", check_range=False)
+    u = (to_unit(x.detach().float().cpu()) * 255).round().to(torch.uint8)
+    return u.permute(0, 2, 3, 1).numpy()
+
+
+def load_image(path: str | Path, size: int | None = None, channels: int | None = None) -> Tensor:
+    """Read an image file as a ``1 x C x H x W`` tensor in [-1, 1].
+
+    ``size`` centre-crops to a square and resizes (antialiased); ``channels`` converts to
+    1 (luminance) or 3 (RGB).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    img = Image.open(path)
+    if channels == 1:
+        img = img.convert("L")
+    elif channels == 3 or img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    x = from_uint8(np.asarray(img))
+    if size is not None:
+        x = center_crop_resize(x, size)
+    return x
+
+
+def center_crop_resize(x: Tensor, size: int) -> Tensor:
+    """Centre-crop ``x`` (N x C x H x W) to a square and resize it to ``size`` pixels."""
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    x = x[..., top : top + s, left : left + s]
+    if s != size:
+        x = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bicubic", antialias=True, align_corners=False
+        )
+    return x.clamp(-1, 1)
+
+
+def save_image(x: Tensor, path: str | Path) -> Path:
+    """Write one image (``1 x C x H x W`` or ``C x H x W``, [-1, 1]) to a PNG, atomically."""
+    from PIL import Image
+
+    if x.ndim == 3:
+        x = x[None]
+    if x.shape[0] != 1:
+        raise ValueError(f"save_image writes one image; got a batch of {x.shape[0]}")
+    a = to_uint8(x)[0]
+    img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    img.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,115 @@
+"""The ``Prior`` protocol: a denoiser in sigma-space on [-1, 1] images.
+
+Solvers see a prior only through this interface (Karras et al. 2022, "EDM", Sec. 2):
+``x_sigma = x0 + sigma * eps``; ``x0(x, sigma)`` is the Tweedie denoiser ``E[x0 | x_sigma]``;
+``eps = (x - x0) / sigma``; ``score = grad log p_sigma(x) = (x0 - x) / sigma^2``.
+``sigmas`` is the model's own noise grid (ascending; for a discrete VP model
+``sigmas[t] = sqrt((1 - abar_t) / abar_t)``), on which the VP-chain solvers (DDPM, RePaint,
+DDRM, DDNM) run so that nothing is interpolated.
+
+Capabilities are types: ``LatentPrior`` adds ``encode``/``decode``, ``ConditionalPrior`` takes
+``cond``. A solver that needs one checks ``isinstance`` before doing any work.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+
+def sigma_column(sigma: float | Tensor, x: Tensor) -> Tensor:
+    """``sigma`` (a float, a 0-d tensor or one value per sample) as an ``N x 1 x 1 x 1`` tensor."""
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if s.ndim == 0:
+        s = s.expand(x.shape[0])
+    if s.shape != (x.shape[0],):
+        raise ValueError(f"sigma must be a scalar or have one value per sample ({x.shape[0]}), got shape {tuple(s.shape)}")
+    return s.view(-1, *([1] * (x.ndim - 1)))
+
+
+class Prior(ABC):
+    """A diffusion prior in sigma-space. Subclasses implement ``denoise``."""
+
+    #: (C, H, W) of the samples this prior models (the latent shape for a latent prior).
+    in_shape: tuple[int, int, int]
+    #: the model's own noise levels, ascending; ``sigmas[0]`` is the smallest.
+    sigmas: Tensor
+
+    def __init__(self) -> None:
+        #: number of network evaluations so far (benchmarks read and reset it).
+        self.nfe = 0
+
+    @abstractmethod
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        """``E[x0 | x_sigma = x]`` with ``sigma`` already shaped ``N x 1 x 1 x 1``."""
+
+    def x0(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """Tweedie denoiser ``E[x0 | x_sigma = x]``."""
+        self.nfe += 1
+        return self.denoise(x, sigma_column(sigma, x), cond)
+
+    def eps(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """Predicted noise ``(x - x0) / sigma``."""
+        s = sigma_column(sigma, x)
+        return (x - self.x0(x, s.flatten(), cond)) / s
+
+    def score(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """``grad_x log p_sigma(x) = (x0 - x) / sigma^2``."""
+        s = sigma_column(sigma, x)
+        return (self.x0(x, s.flatten(), cond) - x) / s**2
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.sigmas.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def alphas_cumprod(self) -> Tensor:
+        """``abar_t = 1 / (1 + sigma_t^2)`` on the model's grid (the VP view of ``sigmas``)."""
+        return 1 / (1 + self.sigmas.double() ** 2)
+
+    def to(self, device: torch.device | str) -> Prior:  # pragma: no cover - overridden
+        self.sigmas = self.sigmas.to(device)
+        return self
+
+
+class LatentPrior(Prior):
+    """A prior on the latents ``z`` of an autoencoder; images are ``decode(z)``."""
+
+    #: (C, H, W) of the decoded images.
+    image_shape: tuple[int, int, int]
+
+    @abstractmethod
+    def encode(self, x: Tensor) -> Tensor:
+        """Image in [-1, 1] -> latent (the mean of the encoder's posterior, scaled)."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Latent -> image in [-1, 1]."""
+
+
+class ConditionalPrior(Prior):
+    """A prior conditioned on an image ``cond`` concatenated to the network input (SR3)."""
+
+    @abstractmethod
+    def condition(self, y: Tensor) -> Tensor:
+        """Build the conditioning image from a measurement (e.g. bicubic upsampling)."""
+
+
+def vp_sigmas(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+    """The sigma grid of a linear-beta DDPM schedule (Ho et al. 2020): ``sqrt((1-abar)/abar)``."""
+    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0)
+    return ((1 - abar) / abar).sqrt().float()

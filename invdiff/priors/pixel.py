@@ -1,0 +1,111 @@
+"""A pixel-space diffusion prior: a diffusers ``UNet2DModel`` trained with a ``DDPMScheduler``.
+
+The discrete VP chain ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (Ho et al. 2020) is the
+sigma-space chain ``x_sigma = x_t / sqrt(abar_t)`` with ``sigma_t = sqrt((1 - abar_t) / abar_t)``
+(Karras et al. 2022, Eq. 6 / App. C.1). For any ``sigma`` the network sees
+``x_sigma / sqrt(1 + sigma^2)`` at the timestep interpolated linearly in ``log sigma`` between
+the two neighbouring grid points; on the grid itself this is exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from invdiff.priors.base import Prior
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def sigmas_from_scheduler(scheduler) -> Tensor:  # noqa: ANN001 - a diffusers scheduler
+    abar = scheduler.alphas_cumprod.double()
+    return ((1 - abar) / abar).sqrt().float()
+
+
+def timestep_for_sigma(sigma: Tensor, sigmas: Tensor) -> Tensor:
+    """Continuous timestep ``t`` with ``sigma_t = sigma``, linear in ``log sigma`` (clamped to the grid)."""
+    log_grid = sigmas.log().to(sigma.device, torch.float64)
+    ls = sigma.to(torch.float64).clamp(sigmas[0].item(), sigmas[-1].item()).log()
+    idx = torch.searchsorted(log_grid, ls).clamp(1, len(log_grid) - 1)
+    lo, hi = log_grid[idx - 1], log_grid[idx]
+    frac = ((ls - lo) / (hi - lo)).clamp(0, 1)
+    return (idx - 1).to(torch.float64) + frac
+
+
+class PixelPrior(Prior):
+    """Sigma-space view of a diffusers UNet trained on the discrete DDPM chain.
+
+    ``prediction_type`` follows the scheduler: ``epsilon`` (``x0 = x - sigma * eps``),
+    ``v_prediction`` (Salimans & Ho 2022: ``x0 = sqrt(abar) x_t - sqrt(1 - abar) v``) or
+    ``sample``. ``class_labels`` (optional) select a class for a class-conditional UNet.
+    """
+
+    def __init__(self, unet, scheduler, *, name: str = "", class_labels: Tensor | None = None):  # noqa: ANN001
+        super().__init__()
+        self.unet = unet.eval()
+        self.scheduler = scheduler
+        self.prediction_type = scheduler.config.prediction_type
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unsupported prediction_type {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
+        cfg = unet.config
+        self.in_shape = (int(cfg.out_channels), int(cfg.sample_size), int(cfg.sample_size))
+        self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
+        self.name = name
+        self.class_labels = class_labels
+        for p in self.unet.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def network_input(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        """What the UNet sees: the VP-scaled noisy image, with ``cond`` concatenated if given."""
+        inp = x / (1 + sigma**2).sqrt()
+        if cond is not None:
+            inp = torch.cat([inp, cond.to(inp.dtype)], dim=1)
+        return inp
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        t = timestep_for_sigma(sigma.flatten(), self.sigmas).to(torch.float32)
+        inp = self.network_input(x, sigma, cond)
+        kwargs = {}
+        if self.class_labels is not None:
+            kwargs["class_labels"] = self.class_labels.to(x.device).expand(x.shape[0])
+        out = self.unet(inp.to(self.unet.dtype), t, **kwargs).sample.to(x.dtype)
+        if self.prediction_type == "epsilon":
+            return x - sigma * out
+        if self.prediction_type == "v_prediction":
+            root = (1 + sigma**2).sqrt()
+            return x / (1 + sigma**2) - sigma / root * out
+        return out
+
+    def to(self, device: torch.device | str) -> PixelPrior:
+        self.unet.to(device)
+        self.sigmas = self.sigmas.to(device)
+        return self
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a diffusers-style folder (``unet/``, ``scheduler/``, ``model_index.json``)."""
+        folder = Path(folder)
+        self.unet.save_pretrained(folder / "unet")
+        self.scheduler.save_pretrained(folder / "scheduler")
+        (folder / "model_index.json").write_text(
+            '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
+            '"scheduler": ["diffusers", "DDPMScheduler"]}\n'
+        )
+        return folder
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> PixelPrior:
+        """Load a diffusers DDPM folder (``unet/`` + ``scheduler/``) from disk; no hub access."""
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        from invdiff.priors.checks import require_folder
+
+        folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
+        unet = UNet2DModel.from_pretrained(folder / "unet", local_files_only=True).float().to(device)
+        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+        return cls(unet, scheduler, name=name or folder.name)

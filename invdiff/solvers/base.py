@@ -1,0 +1,107 @@
+"""What every solver shares: the call signature, capability checks and the step callback.
+
+A solver is a registered class with one ``__call__``::
+
+    @SOLVERS.register("dps")
+    class DPS(Solver):
+        requires_operator = Operator          # any differentiable forward model
+        requires_noise = (Gaussian, Poisson)
+        def __call__(self, prior, operator, y, noise, *, steps, generator, callback=None, **hyper): ...
+
+``Solver.check`` compares the declared needs with what it was given (``isinstance``, never
+``hasattr``) and raises a ``SolverMismatchError`` naming both before any work is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from invdiff.noise import Gaussian, Noise, Poisson
+from invdiff.operators.base import Operator
+from invdiff.priors.base import Prior
+
+
+class SolverMismatchError(TypeError):
+    """A solver was paired with an operator, prior or noise model it cannot use."""
+
+
+@dataclass
+class Step:
+    """What a callback sees after every solver step."""
+
+    index: int  # 0-based step number
+    total: int  # number of steps
+    x: Tensor  # current iterate (image space, or latent space for a latent solver)
+    x0: Tensor | None  # current estimate of the clean image, when the solver has one
+    sigma: float | None  # current noise level, when the solver has one
+
+
+Callback = Callable[[Step], None]
+
+
+class Solver:
+    """Base class of the registered solvers (see the module docstring)."""
+
+    registry_name: ClassVar[str] = ""
+    #: the operator capability this solver needs
+    requires_operator: ClassVar[type[Operator]] = Operator
+    #: the prior capability this solver needs
+    requires_prior: ClassVar[type[Prior]] = Prior
+    #: the noise models it handles
+    requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian, Poisson)
+    #: the paper's default hyperparameters (presets may override them)
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: True when the solver differentiates through the prior network (DPS-like)
+    differentiates_prior: ClassVar[bool] = False
+
+    def check(self, prior: Prior, operator: Operator, noise: Noise) -> None:
+        name = self.registry_name or type(self).__name__
+        if not isinstance(prior, self.requires_prior):
+            raise SolverMismatchError(
+                f"solver {name!r} needs a {self.requires_prior.__name__}, got {type(prior).__name__}"
+            )
+        if not isinstance(operator, self.requires_operator):
+            raise SolverMismatchError(
+                f"solver {name!r} needs a {self.requires_operator.__name__} operator, but "
+                f"{type(operator).__name__} ({operator.registry_name or 'unregistered'}) is "
+                f"{'linear' if _is_linear(operator) else 'nonlinear'} without that capability; "
+                f"pick another solver (invdiff.solvers.names()) or operator"
+            )
+        if not isinstance(noise, self.requires_noise):
+            want = " or ".join(t.__name__ for t in self.requires_noise)
+            raise SolverMismatchError(f"solver {name!r} handles {want} noise, got {noise!r}")
+
+    def hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
+        """The paper defaults overridden by ``hyper``; unknown names are an error."""
+        unknown = set(hyper) - set(self.defaults)
+        if unknown:
+            raise TypeError(
+                f"solver {self.registry_name!r} has no hyperparameter(s) {sorted(unknown)}; "
+                f"valid: {sorted(self.defaults)}"
+            )
+        return {**self.defaults, **hyper}
+
+    def __call__(
+        self,
+        prior: Prior,
+        operator: Operator,
+        y: Tensor,
+        noise: Noise,
+        *,
+        steps: int,
+        generator: torch.Generator,
+        callback: Callback | None = None,
+        **hyper: Any,
+    ) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _is_linear(operator: Operator) -> bool:
+    from invdiff.operators.base import LinearOperator
+
+    return isinstance(operator, LinearOperator)
