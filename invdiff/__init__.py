@@ -10,7 +10,7 @@ Images are float tensors ``N x C x H x W`` in [-1, 1]; priors work in sigma-spac
                          steps=100, generator=torch.Generator().manual_seed(0))
 """
 
-from invdiff import data, images, metrics, noise, operators, priors, problems, solvers
+from invdiff import data, images, metrics, noise, operators, priors, problems, samplers, solvers
 from invdiff.solvers import solve
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "operators",
     "priors",
     "problems",
+    "samplers",
     "solve",
     "solvers",
     "__version__",

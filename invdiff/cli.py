@@ -12,7 +12,10 @@ import sys
 
 # sub-command -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("invdiff.listing", "list the registered operators, solvers, priors, problems and data sets"),
+    "list": (
+        "invdiff.listing",
+        "list the registered operators, solvers, priors, problems and data sets",
+    ),
     "demo": ("invdiff.demo", "degrade a bundled photo with several operators and write a figure"),
     "train": ("invdiff.training.command", "train a prior (pixel, sr3, autoencoder, latent)"),
     "solve": ("invdiff.solvers.command", "solve one problem with one solver and write a figure"),

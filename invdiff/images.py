@@ -33,7 +33,9 @@ def check_image(
     count or size, or (``check_range``) values outside [-1, 1].
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape N x C x H x W, got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape N x C x H x W, got {type(x).__name__}"
+        )
     if x.ndim != 4:
         raise ValueError(
             f"{name} must have 4 dimensions N x C x H x W, got shape {tuple(x.shape)}"
@@ -47,7 +49,9 @@ def check_image(
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{name} must have {channels} channel(s), got {x.shape[1]} (shape {tuple(x.shape)})"
+        )
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(f"{name} must be {tuple(size)} pixels (H, W), got {tuple(x.shape[-2:])}")
     if check_range and x.numel():
@@ -55,7 +59,9 @@ def check_image(
         if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
             hint = " (looks like [0, 255]: use from_uint8)" if hi > 2 else ""
             hint = hint or (" (looks like [0, 1]? use from_unit)" if lo >= 0 else "")
-            raise ValueError(f"{name} must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}")
+            raise ValueError(
+                f"{name} must lie in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}"
+            )
     return x
 
 
@@ -75,7 +81,7 @@ def from_uint8(a: np.ndarray | Tensor) -> Tensor:
     Accepts ``H x W``, ``H x W x C`` (numpy/PIL layout) or ``N x C x H x W`` tensors and
     returns ``N x C x H x W``.
     """
-    t = torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a)
+    t = torch.as_tensor(np.array(a) if not isinstance(a, Tensor) else a)
     if t.dtype != torch.uint8:
         raise TypeError(f"from_uint8 expects uint8 data, got {t.dtype}")
     if t.ndim == 2:

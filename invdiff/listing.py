@@ -1,31 +1,40 @@
-"""List what is registered: operators, solvers, priors (registered and shipped), problems, data sets."""
+"""List what is available: operators, priors (registered kinds and shipped checkpoints), solvers,
+unconditional samplers, problem presets and data sets.
+
+    invdiff list             # everything
+    invdiff list solvers     # one kind
+"""
 
 from __future__ import annotations
 
 import argparse
 
+KINDS = ("operators", "priors", "solvers", "samplers", "problems", "datasets")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "what",
-        nargs="?",
-        choices=["operators", "solvers", "priors", "problems", "datasets"],
-        help="list only this kind (default: all)",
-    )
+    parser.add_argument("what", nargs="?", choices=KINDS, help="list only this kind (default: all)")
 
 
-def run(args: argparse.Namespace) -> int:
+def sections() -> dict[str, list[str]]:
+    """Kind -> sorted names, read from the registries and the zoo."""
     import invdiff
-    from invdiff.registry import DATASETS, OPERATORS, PROBLEMS, SOLVERS
+    from invdiff import samplers
+    from invdiff.registry import DATASETS, OPERATORS, PRIORS, SOLVERS
 
-    sections = {
+    shipped = [f"{n} (shipped)" for n in invdiff.priors.names()]
+    return {
         "operators": OPERATORS.names(),
+        "priors": shipped + [f"{n} (class)" for n in PRIORS.names()],
         "solvers": SOLVERS.names(),
-        "priors": invdiff.priors.names(),
+        "samplers": samplers.names(),
         "problems": invdiff.problems.names(),
         "datasets": DATASETS.names(),
     }
-    for kind, names in sections.items():
+
+
+def run(args: argparse.Namespace) -> int:
+    for kind, names in sections().items():
         if args.what and args.what != kind:
             continue
         print(f"{kind} ({len(names)}):")

@@ -14,7 +14,7 @@ from torch import Tensor
 
 
 class Noise(ABC):
-    """A measurement noise model: draws ``y`` from clean ``A(x)`` and scores ``y`` given ``A(x)``."""
+    """A measurement noise model: draws ``y`` from clean ``A(x)``, scores ``y`` given ``A(x)``."""
 
     @abstractmethod
     def sample(self, clean: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -31,7 +31,9 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@OPERATORS.register("gaussian_blur")``."""
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} registry: a name must be a non-empty string, got {name!r}")
+            raise ValueError(
+                f"{self.kind} registry: a name must be a non-empty string, got {name!r}"
+            )
 
         def decorate(entry: T) -> T:
             if name in self._entries and self._entries[name] is not entry:

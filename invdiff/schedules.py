@@ -26,7 +26,9 @@ def vp_indices(prior: Prior, steps: int) -> Tensor:
     """
     total = len(prior.sigmas)
     if not 1 <= steps <= total:
-        raise ValueError(f"steps must be between 1 and the prior's {total} noise levels, got {steps}")
+        raise ValueError(
+            f"steps must be between 1 and the prior's {total} noise levels, got {steps}"
+        )
     if steps == 1:
         return torch.tensor([total - 1], dtype=torch.long)
     return torch.linspace(total - 1, 0, steps, dtype=torch.float64).round().long()

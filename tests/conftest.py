@@ -19,7 +19,9 @@ def generator() -> torch.Generator:
 @pytest.fixture(scope="session")
 def gmm_prior() -> GaussianMixturePrior:
     """A 16-dimensional, 4-component Gaussian mixture on 1 x 4 x 4 images."""
-    return GaussianMixturePrior.random(16, 4, in_shape=(1, 4, 4), generator=torch.Generator().manual_seed(0))
+    return GaussianMixturePrior.random(
+        16, 4, in_shape=(1, 4, 4), generator=torch.Generator().manual_seed(0)
+    )
 
 
 def tiny_unet(size: int = 8, channels: int = 1, in_channels: int | None = None, seed: int = 0):

@@ -14,7 +14,9 @@ def test_score_is_gradient_of_noisy_log_density(gmm_prior: GaussianMixturePrior,
         xs = x + sigma * torch.randn(x.shape, generator=generator)
         xd = xs.reshape(8, -1).double().requires_grad_(True)
         (grad,) = torch.autograd.grad(gmm_prior.mixture.noisy(sigma).log_prob(xd).sum(), xd)
-        torch.testing.assert_close(gmm_prior.score(xs, sigma), grad.reshape(xs.shape).float(), atol=2e-4, rtol=1e-3)
+        torch.testing.assert_close(
+            gmm_prior.score(xs, sigma), grad.reshape(xs.shape).float(), atol=2e-4, rtol=1e-3
+        )
 
 
 def test_per_sample_sigma_matches_scalar_sigma(gmm_prior, generator):

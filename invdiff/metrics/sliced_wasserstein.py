@@ -20,7 +20,9 @@ def sliced_wasserstein(
     a = a.reshape(a.shape[0], -1).double().cpu()
     b = b.reshape(b.shape[0], -1).double().cpu()
     if a.shape != b.shape:
-        raise ValueError(f"sample sets must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"sample sets must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     theta = torch.randn(a.shape[1], projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)

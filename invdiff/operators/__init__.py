@@ -17,7 +17,17 @@ from invdiff.registry import OPERATORS
 
 # Each family registers itself on import. Listed here, not discovered, so that the set of
 # operators is explicit and a broken module fails loudly.
-_FAMILIES: tuple[str, ...] = ()
+_FAMILIES: tuple[str, ...] = (
+    "identity",
+    "inpainting",
+    "blur",
+    "super_resolution",
+    "colorization",
+    "compressed_sensing",
+    "phase_retrieval",
+    "hdr",
+    "nonlinear_blur",
+)
 
 for _family in _FAMILIES:
     importlib.import_module(f"invdiff.operators.{_family}")

@@ -8,7 +8,9 @@ parameters (masks, kernels) are drawn from a generator or read from a bank at co
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -33,6 +35,27 @@ class Operator(nn.Module):
         if len(in_shape) != 3 or any(int(s) <= 0 for s in in_shape):
             raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
         self.in_shape = tuple(int(s) for s in in_shape)
+        # float64 masters of buffers computed in float64 (see register_precise_buffer)
+        self._precise: dict[str, Tensor] = {}
+
+    def register_precise_buffer(self, name: str, value: Tensor) -> None:
+        """Register a float buffer computed in float64: kept as float32 (the package's dtype),
+        restored to its exact float64 values by ``.to(torch.float64)`` / ``.double()``.
+
+        Upcasting a float32 buffer would keep its round-off (an SVD orthogonal only to 1e-7);
+        with the master copy a float64 operator is exact to round-off in float64.
+        """
+        value = value.detach().to(dtype=torch.float64, device="cpu")
+        self._precise[name] = value
+        self.register_buffer(name, value.to(torch.float32))
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = super()._apply(fn, *args, **kwargs)
+        for name, master in self._precise.items():
+            buf = self._buffers.get(name)
+            if buf is not None and buf.dtype == torch.float64:
+                self._buffers[name] = master.to(buf.device)
+        return out
 
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -50,17 +73,46 @@ class Operator(nn.Module):
         check_image(x, name, check_range=check_range)
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
-                f"{type(self).__name__} expects {name} of shape N x {' x '.join(map(str, self.in_shape))}, "
+                f"{type(self).__name__} expects {name} of shape "
+                f"N x {' x '.join(map(str, self.in_shape))}, "
                 f"got {tuple(x.shape)}"
             )
         return x
+
+    def check_measurement(self, y: Tensor, name: str = "y") -> Tensor:
+        """Validate that ``y`` is a batch of measurements of this operator's output shape."""
+        if not isinstance(y, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+        if not y.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got dtype {y.dtype}")
+        shape = self.out_shape()
+        if y.ndim != len(shape) + 1 or tuple(y.shape[1:]) != tuple(shape):
+            raise ValueError(
+                f"{type(self).__name__} expects {name} of shape N x {' x '.join(map(str, shape))}, "
+                f"got {tuple(y.shape)}"
+            )
+        if not torch.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
+        return y
 
     @torch.no_grad()
     def out_shape(self) -> tuple[int, ...]:
         """Shape of one measurement (without the batch dimension)."""
         p = next(iter(self.buffers()), None)
-        x = torch.zeros((1, *self.in_shape), dtype=p.dtype if p is not None and p.is_floating_point() else torch.float32, device=p.device if p is not None else None)
+        dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+        x = torch.zeros(
+            (1, *self.in_shape), dtype=dtype, device=p.device if p is not None else None
+        )
         return tuple(self.forward(x).shape[1:])
+
+    @staticmethod
+    def _like(t: Tensor, x: Tensor) -> Tensor:
+        """A buffer ``t`` on ``x``'s device and in ``x``'s dtype (a no-op when they already match).
+
+        Operators follow their input, so a float64 batch gets float64 arithmetic (with buffers
+        built in float64 at construction where precision matters) and nothing forgets a GPU.
+        """
+        return t.to(device=x.device, dtype=x.dtype)
 
     @classmethod
     def example(cls) -> Operator:
@@ -88,7 +140,21 @@ class LinearOperator(Operator):
     def pinv(self, y: Tensor, *, iterations: int = 100, tol: float = 1e-6) -> Tensor:
         from invdiff.operators.cg import conjugate_gradient
 
-        return conjugate_gradient(lambda z: self.adjoint(self.forward(z)), self.adjoint(y), iterations=iterations, tol=tol)
+        return conjugate_gradient(
+            lambda z: self.adjoint(self.forward(z)), self.adjoint(y), iterations=iterations, tol=tol
+        )
+
+    def adjoint_by_autograd(self, apply: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+        """``A^T y`` as the vector-Jacobian product of the linear map ``apply`` (exact transpose).
+
+        Differentiable in ``y`` when ``y`` requires grad.
+        """
+        with torch.enable_grad():
+            x0 = torch.zeros(
+                (y.shape[0], *self.in_shape), dtype=y.dtype, device=y.device, requires_grad=True
+            )
+            (g,) = torch.autograd.grad(apply(x0), x0, grad_outputs=y, create_graph=y.requires_grad)
+        return g
 
     def normal(self, x: Tensor) -> Tensor:
         """``A^T A x``."""
@@ -100,7 +166,7 @@ class LinearOperator(Operator):
         n = math.prod(self.in_shape)
         if n > 16384:
             raise ValueError(f"matrix() is for small operators; this one has {n} inputs")
-        op = self.to(dtype)
+        op = copy.deepcopy(self).to(dtype)  # do not change this operator's own dtype
         eye = torch.eye(n, dtype=dtype, device=next(iter(op.buffers()), torch.empty(0)).device)
         cols = op.forward(eye.reshape(n, *self.in_shape)).reshape(n, -1)
         return cols.T.contiguous()
@@ -140,14 +206,18 @@ class SVDOperator(LinearOperator):
         return torch.nn.functional.pad(z, (0, n - z.shape[1]))
 
     def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         m = self.num_measurements
-        return self.U(self.singular_values * self.Vt(x)[:, :m])
+        return self.U(self._like(self.singular_values, x) * self.Vt(x)[:, :m])
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return self.V(self.pad_spectral(self.singular_values * self.Ut(y)))
+        self.check_measurement(y)
+        return self.V(self.pad_spectral(self._like(self.singular_values, y) * self.Ut(y)))
 
     def pinv(self, y: Tensor, *, rcond: float = 1e-6, **_: object) -> Tensor:
-        s = self.singular_values
+        """``A^+ y = V diag(1/s) U^T y``; singular values below ``rcond * max(s)`` count as 0."""
+        self.check_measurement(y)
+        s = self._like(self.singular_values, y)
         keep = s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
         inv = torch.where(keep, 1 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
         return self.V(self.pad_spectral(inv * self.Ut(y)))

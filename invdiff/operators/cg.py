@@ -37,11 +37,15 @@ def conjugate_gradient(
         ap = apply(p)
         pap = _dot(p, ap)
         active = (rs > stop) & (pap > 0)
-        alpha = torch.where(active, rs / torch.where(active, pap, torch.ones_like(pap)), torch.zeros_like(rs))
+        alpha = torch.where(
+            active, rs / torch.where(active, pap, torch.ones_like(pap)), torch.zeros_like(rs)
+        )
         x = x + alpha * p
         r = r - alpha * ap
         rs_new = _dot(r, r)
-        beta = torch.where(active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs))
+        beta = torch.where(
+            active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs)
+        )
         p = r + beta * p
         rs = torch.where(active, rs_new, rs)
     return x

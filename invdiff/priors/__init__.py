@@ -1,8 +1,8 @@
 """Diffusion priors in sigma-space and the zoo of shipped checkpoints.
 
-    prior = invdiff.priors.load("fmnist32-pixel")      # a shipped checkpoint
-    prior = invdiff.priors.load("/path/to/folder")     # a folder written by `invdiff train`
-    invdiff.priors.names()
+prior = invdiff.priors.load("fmnist32-pixel")      # a shipped checkpoint
+prior = invdiff.priors.load("/path/to/folder")     # a folder written by `invdiff train`
+invdiff.priors.names()
 """
 
 from __future__ import annotations

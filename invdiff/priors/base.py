@@ -25,7 +25,10 @@ def sigma_column(sigma: float | Tensor, x: Tensor) -> Tensor:
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or have one value per sample ({x.shape[0]}), got shape {tuple(s.shape)}")
+        raise ValueError(
+            f"sigma must be a scalar or have one value per sample ({x.shape[0]}), "
+            f"got shape {tuple(s.shape)}"
+        )
     return s.view(-1, *([1] * (x.ndim - 1)))
 
 
@@ -108,7 +111,9 @@ class ConditionalPrior(Prior):
         """Build the conditioning image from a measurement (e.g. bicubic upsampling)."""
 
 
-def vp_sigmas(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+def vp_sigmas(
+    num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
     """The sigma grid of a linear-beta DDPM schedule (Ho et al. 2020): ``sqrt((1-abar)/abar)``."""
     betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0)

@@ -26,7 +26,7 @@ from invdiff.registry import PRIORS
 
 
 class GaussianMixture:
-    """A Gaussian mixture on ``R^d`` (float64): sampling, log-density and linear-Gaussian posterior."""
+    """A Gaussian mixture on ``R^d`` (float64): sampling, log-density, linear-Gaussian posterior."""
 
     def __init__(self, weights: Tensor, means: Tensor, covs: Tensor):
         weights = torch.as_tensor(weights, dtype=torch.float64)
@@ -38,7 +38,9 @@ class GaussianMixture:
                 f"need weights (K,), means (K, d), covs (K, d, d); got {tuple(weights.shape)}, "
                 f"{tuple(means.shape)}, {tuple(covs.shape)}"
             )
-        if (weights < 0).any() or not torch.isclose(weights.sum(), torch.tensor(1.0, dtype=torch.float64)):
+        if (weights < 0).any() or not torch.isclose(
+            weights.sum(), torch.tensor(1.0, dtype=torch.float64)
+        ):
             raise ValueError(f"mixture weights must be >= 0 and sum to 1, got {weights.tolist()}")
         self.weights, self.means, self.covs = weights, means, covs
         self.chol = torch.linalg.cholesky(covs)  # raises if a covariance is not positive definite
@@ -75,12 +77,16 @@ class GaussianMixture:
         prec = torch.linalg.inv(self.covs) + (A.T @ A / sigma_y**2)[None]
         post_cov = torch.linalg.inv(prec)
         post_cov = (post_cov + post_cov.transpose(-1, -2)) / 2
-        rhs = torch.linalg.solve(self.covs, self.means[..., None])[..., 0] + (A.T @ y / sigma_y**2)[None]
+        rhs = (
+            torch.linalg.solve(self.covs, self.means[..., None])[..., 0]
+            + (A.T @ y / sigma_y**2)[None]
+        )
         post_mean = torch.einsum("kij,kj->ki", post_cov, rhs)
         evid = GaussianMixture(
             torch.ones(len(self.weights), dtype=torch.float64) / len(self.weights),
             self.means @ A.T,
-            A[None] @ self.covs @ A.T[None] + sigma_y**2 * torch.eye(A.shape[0], dtype=torch.float64),
+            A[None] @ self.covs @ A.T[None]
+            + sigma_y**2 * torch.eye(A.shape[0], dtype=torch.float64),
         )
         diff = y[None] - evid.means
         sol = torch.linalg.solve_triangular(evid.chol, diff[..., None], upper=False)[..., 0]
@@ -112,7 +118,9 @@ class GaussianMixturePrior(Prior):
         self.in_shape = tuple(in_shape) if in_shape is not None else (1, 1, d)
         if math.prod(self.in_shape) != d:
             raise ValueError(f"in_shape {self.in_shape} does not hold {d} coordinates")
-        self.sigmas = vp_sigmas() if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float32)
+        self.sigmas = (
+            vp_sigmas() if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float32)
+        )
         self._eye = torch.eye(d, dtype=torch.float64)
 
     @classmethod
@@ -124,7 +132,7 @@ class GaussianMixturePrior(Prior):
         generator: torch.Generator | None = None,
         scale: float = 0.5,
     ) -> GaussianMixturePrior:
-        """A random mixture with means in [-0.6, 0.6] and anisotropic covariances (scale ``scale``)."""
+        """A random mixture: means in [-0.6, 0.6], anisotropic covariances of scale ``scale``."""
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         weights = torch.rand(components, generator=g, dtype=torch.float64) + 0.5
         weights = weights / weights.sum()

@@ -25,8 +25,9 @@ def sigmas_from_scheduler(scheduler) -> Tensor:  # noqa: ANN001 - a diffusers sc
 
 
 def timestep_for_sigma(sigma: Tensor, sigmas: Tensor) -> Tensor:
-    """Continuous timestep ``t`` with ``sigma_t = sigma``, linear in ``log sigma`` (clamped to the grid)."""
-    log_grid = sigmas.log().to(sigma.device, torch.float64)
+    """Continuous timestep ``t`` with ``sigma_t = sigma``, linear in ``log sigma`` (clamped)."""
+    # the log in float64 on both sides, so that a grid sigma maps to its integer timestep exactly
+    log_grid = sigmas.to(sigma.device, torch.float64).log()
     ls = sigma.to(torch.float64).clamp(sigmas[0].item(), sigmas[-1].item()).log()
     idx = torch.searchsorted(log_grid, ls).clamp(1, len(log_grid) - 1)
     lo, hi = log_grid[idx - 1], log_grid[idx]
@@ -48,7 +49,10 @@ class PixelPrior(Prior):
         self.scheduler = scheduler
         self.prediction_type = scheduler.config.prediction_type
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unsupported prediction_type {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
+            raise ValueError(
+                f"unsupported prediction_type {self.prediction_type!r}; "
+                f"expected one of {PREDICTION_TYPES}"
+            )
         cfg = unet.config
         self.in_shape = (int(cfg.out_channels), int(cfg.sample_size), int(cfg.sample_size))
         self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
@@ -72,8 +76,12 @@ class PixelPrior(Prior):
         t = timestep_for_sigma(sigma.flatten(), self.sigmas).to(torch.float32)
         inp = self.network_input(x, sigma, cond)
         kwargs = {}
-        if self.class_labels is not None:
-            kwargs["class_labels"] = self.class_labels.to(x.device).expand(x.shape[0])
+        labels = self.class_labels
+        if labels is None and self.unet.config.num_class_embeds:
+            # a class-conditional UNet trained with label dropout: its last class is "no label"
+            labels = torch.tensor(int(self.unet.config.num_class_embeds) - 1)
+        if labels is not None:
+            kwargs["class_labels"] = labels.to(x.device).expand(x.shape[0])
         out = self.unet(inp.to(self.unet.dtype), t, **kwargs).sample.to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - sigma * out
@@ -87,10 +95,26 @@ class PixelPrior(Prior):
         self.sigmas = self.sigmas.to(device)
         return self
 
-    def save(self, folder: str | Path) -> Path:
-        """Write a diffusers-style folder (``unet/``, ``scheduler/``, ``model_index.json``)."""
+    def metadata(self) -> dict:
+        """What ``prior.json`` records: the kind (for ``invdiff.priors.load``) and the shapes."""
+        return {
+            "kind": "pixel",
+            "in_shape": list(self.in_shape),
+            "image_size": self.in_shape[-1],
+            "prediction_type": self.prediction_type,
+            "num_class_embeds": self.unet.config.num_class_embeds,
+        }
+
+    def save(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write a diffusers-style folder (``unet/``, ``scheduler/``, ``model_index.json``,
+        ``prior.json``); ``dtype=torch.float16`` stores half-precision weights (loaded as fp32)."""
+        import copy
+        import json
+
         folder = Path(folder)
-        self.unet.save_pretrained(folder / "unet")
+        unet = copy.deepcopy(self.unet).to("cpu", dtype) if dtype is not None else self.unet
+        unet.save_pretrained(folder / "unet")
+        (folder / "prior.json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
         (folder / "model_index.json").write_text(
             '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
@@ -99,13 +123,17 @@ class PixelPrior(Prior):
         return folder
 
     @classmethod
-    def from_folder(cls, folder: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> PixelPrior:
+    def from_folder(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", name: str = ""
+    ) -> PixelPrior:
         """Load a diffusers DDPM folder (``unet/`` + ``scheduler/``) from disk; no hub access."""
         from diffusers import DDPMScheduler, UNet2DModel
 
         from invdiff.priors.checks import require_folder
 
         folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
-        unet = UNet2DModel.from_pretrained(folder / "unet", local_files_only=True).float().to(device)
+        unet = (
+            UNet2DModel.from_pretrained(folder / "unet", local_files_only=True).float().to(device)
+        )
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
         return cls(unet, scheduler, name=name or folder.name)

@@ -7,16 +7,14 @@ hold config + safetensors, and ``README.md`` is its model card.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from invdiff.priors.base import Prior
-from invdiff.priors.checks import require_folder
-from invdiff.priors.pixel import PixelPrior
-
 from invdiff.paths import zoo_dir
+from invdiff.priors.base import Prior
+from invdiff.priors.checks import require_folder, validate_prior_folder
+from invdiff.priors.pixel import PixelPrior
 
 ZOO_DIR = zoo_dir()
 
@@ -26,13 +24,6 @@ def names() -> list[str]:
     if not ZOO_DIR.is_dir():
         return []
     return sorted(p.name for p in ZOO_DIR.iterdir() if (p / "prior.json").is_file())
-
-
-def _kind(folder: Path) -> str:
-    meta = folder / "prior.json"
-    if meta.is_file():
-        return json.loads(meta.read_text()).get("kind", "pixel")
-    return "pixel"  # a plain diffusers DDPM folder (unet/ + scheduler/)
 
 
 def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
@@ -45,10 +36,11 @@ def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> P
         if not folder.exists():
             shipped = ", ".join(names()) or "(none shipped in this install)"
             raise FileNotFoundError(
-                f"no shipped prior named {key!r} and no folder at that path. Shipped priors: {shipped}"
+                f"no shipped prior named {key!r} and no folder at that path. "
+                f"Shipped priors: {shipped}"
             )
     folder = require_folder(folder, [])
-    kind = _kind(folder)
+    kind = validate_prior_folder(folder).get("kind", "pixel")
     if kind == "pixel":
         return PixelPrior.from_folder(folder, device=device, name=folder.name)
     if kind == "sr3":
@@ -59,4 +51,6 @@ def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> P
         from invdiff.priors.latent import LatentDiffusionPrior
 
         return LatentDiffusionPrior.from_folder(folder, device=device)
-    raise ValueError(f"prior folder {folder} has unknown kind {kind!r} in prior.json (pixel, sr3, latent)")
+    raise ValueError(
+        f"prior folder {folder} has unknown kind {kind!r} in prior.json (pixel, sr3, latent)"
+    )

@@ -1,8 +1,8 @@
 """Posterior-sampling solvers behind one API.
 
-    xhat = invdiff.solve("dps", prior=prior, operator=op, y=y, noise=noise, steps=100,
-                         generator=torch.Generator().manual_seed(0))
-    invdiff.solvers.names()
+xhat = invdiff.solve("dps", prior=prior, operator=op, y=y, noise=noise, steps=100,
+                     generator=torch.Generator().manual_seed(0))
+invdiff.solvers.names()
 """
 
 from __future__ import annotations
@@ -20,7 +20,23 @@ from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
 
 # One file per solver; each registers itself on import.
-_SOLVER_MODULES: tuple[str, ...] = ()
+_SOLVER_MODULES: tuple[str, ...] = (
+    "dps",
+    "repaint",
+    "ddrm",
+    "ddnm",
+    "pigdm",
+    "pinv",
+    "tikhonov",
+    "tv",
+    "diffpir",
+    "daps",
+    "red_diff",
+    "sr3",
+    "latent_dps",
+    "psld",
+    "latent_daps",
+)
 
 for _module in _SOLVER_MODULES:
     importlib.import_module(f"invdiff.solvers.{_module}")
@@ -73,10 +89,13 @@ def solve(
         generator = torch.Generator(device=y.device).manual_seed(generator)
     if not isinstance(generator, torch.Generator):
         raise TypeError(
-            "generator must be a torch.Generator or an int seed (invdiff never uses global randomness), "
+            "generator must be a torch.Generator or an int seed "
+            "(invdiff never uses global randomness), "
             f"got {type(generator).__name__}"
         )
-    return solver(prior, operator, y, noise, steps=steps, generator=generator, callback=callback, **hyper)
+    return solver(
+        prior, operator, y, noise, steps=steps, generator=generator, callback=callback, **hyper
+    )
 
 
 __all__ = ["Callback", "Solver", "SolverMismatchError", "Step", "get", "names", "solve"]

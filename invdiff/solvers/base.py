@@ -6,7 +6,9 @@ A solver is a registered class with one ``__call__``::
     class DPS(Solver):
         requires_operator = Operator          # any differentiable forward model
         requires_noise = (Gaussian, Poisson)
-        def __call__(self, prior, operator, y, noise, *, steps, generator, callback=None, **hyper): ...
+        def __call__(
+            self, prior, operator, y, noise, *, steps, generator, callback=None, **hyper
+        ): ...
 
 ``Solver.check`` compares the declared needs with what it was given (``isinstance``, never
 ``hasattr``) and raises a ``SolverMismatchError`` naming both before any work is done.
@@ -63,7 +65,8 @@ class Solver:
         name = self.registry_name or type(self).__name__
         if not isinstance(prior, self.requires_prior):
             raise SolverMismatchError(
-                f"solver {name!r} needs a {self.requires_prior.__name__}, got {type(prior).__name__}"
+                f"solver {name!r} needs a {self.requires_prior.__name__}, "
+                f"got {type(prior).__name__}"
             )
         if not isinstance(operator, self.requires_operator):
             raise SolverMismatchError(

@@ -1,0 +1,276 @@
+"""Summary statistics of result rows: mean and Student-t 95% confidence interval, and the tables.
+
+For ``n`` values with mean ``m`` and sample standard deviation ``s`` the two-sided 95%
+interval of the mean is ``m +- t_{0.975, n-1} * s / sqrt(n)`` (undefined for ``n < 2``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats as _scipy_stats
+
+#: metrics where a larger value is better (the others: smaller is better)
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "lpips": False,
+    "fid": False,
+    "kid": False,
+    "wall_s": False,
+    "nfe": False,
+}
+#: how each metric is printed: (column title, format)
+DISPLAY = {
+    "psnr": ("PSNR [dB]", "{:.2f}"),
+    "ssim": ("SSIM", "{:.3f}"),
+    "lpips": ("LPIPS", "{:.3f}"),
+    "fid": ("FID", "{:.1f}"),
+    "kid": ("KID", "{:.4f}"),
+    "wall_s": ("time/image [s]", "{:.3g}"),
+    "nfe": ("NFE", "{:.0f}"),
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of ``n`` finite values with its 95% confidence half-width (NaN when ``n < 2``)."""
+
+    n: int
+    mean: float
+    std: float
+    half_width: float
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> Estimate:
+    """Mean and Student-t confidence interval of the finite values (None/NaN are ignored)."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return Estimate(0, math.nan, math.nan, math.nan)
+    mean = math.fsum(xs) / n
+    if n < 2:
+        return Estimate(1, mean, math.nan, math.nan)
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    t = float(_scipy_stats.t.ppf(0.5 + confidence / 2, n - 1))
+    return Estimate(n, mean, std, t * std / math.sqrt(n))
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    problem: str
+    solver: str
+    metric: str
+    estimate: Estimate
+    failed: int  # rows of this (problem, solver) without a finite value of the metric
+
+
+def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[SummaryRow]:
+    """One estimate per (problem, solver, metric), in order of first appearance."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["problem"], r["solver"]), []).append(r)
+    out = []
+    for (problem, solver), rs in groups.items():
+        for m in metrics:
+            est = mean_ci(r.get(m) for r in rs)
+            out.append(SummaryRow(problem, solver, m, est, len(rs) - est.n))
+    return out
+
+
+def summary_csv(summary: Sequence[SummaryRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "problem",
+            "solver",
+            "metric",
+            "n",
+            "mean",
+            "std",
+            "ci95_low",
+            "ci95_high",
+            "ci95_half_width",
+            "failed",
+        ]
+    )
+    for s in summary:
+        e = s.estimate
+        w.writerow(
+            [
+                s.problem,
+                s.solver,
+                s.metric,
+                e.n,
+                _num(e.mean),
+                _num(e.std),
+                _num(e.low),
+                _num(e.high),
+                _num(e.half_width),
+                s.failed,
+            ]
+        )
+    return buf.getvalue()
+
+
+def _num(x: float) -> str:
+    return "" if not math.isfinite(x) else repr(float(x))
+
+
+def _ordered(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _cell(e: Estimate, metric: str, ci: bool = True) -> str:
+    if e.n == 0:
+        return "-"
+    fmt = DISPLAY.get(metric, (metric, "{:.3g}"))[1]
+    text = fmt.format(e.mean)
+    if ci and math.isfinite(e.half_width):
+        text += " ± " + fmt.format(e.half_width)
+    return text
+
+
+def _best(summary: Sequence[SummaryRow], metric: str) -> dict[str, float]:
+    """The best mean per problem for ``metric``."""
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    best: dict[str, float] = {}
+    for s in summary:
+        if s.metric != metric or s.estimate.n == 0:
+            continue
+        v = s.estimate.mean
+        if s.problem not in best or (v > best[s.problem] if higher else v < best[s.problem]):
+            best[s.problem] = v
+    return best
+
+
+def _axes(
+    summary: Sequence[SummaryRow], problems: Sequence[str] | None, solvers: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """Problems and solvers in the given order (e.g. the suite's); those without values left out."""
+    have_p = {s.problem for s in summary}
+    have_s = {s.solver for s in summary}
+    ps = [p for p in problems if p in have_p] if problems else _ordered(s.problem for s in summary)
+    ss = [x for x in solvers if x in have_s] if solvers else _ordered(s.solver for s in summary)
+    return ps, ss
+
+
+def summary_markdown(
+    summary: Sequence[SummaryRow],
+    metrics: Sequence[str],
+    *,
+    title: str = "",
+    notes: Sequence[str] = (),
+    problems: Sequence[str] | None = None,
+    solvers: Sequence[str] | None = None,
+) -> str:
+    """One table per metric: problems down, solvers across, ``mean ± 95% CI`` (best in bold)."""
+    problems, solvers = _axes(summary, problems, solvers)
+    lut = {(s.problem, s.solver, s.metric): s for s in summary}
+    lines = [f"# {title}", ""] if title else []
+    lines += [
+        "Mean ± half-width of the 95% Student-t confidence interval over images and seeds "
+        "(n per cell in summary.csv); best mean per problem in bold; `-`: not run.",
+        "",
+    ]
+    for note in notes:
+        lines += [f"- {note}"]
+    if notes:
+        lines.append("")
+    for m in metrics:
+        head, _ = DISPLAY.get(m, (m, ""))
+        arrow = "↑" if HIGHER_IS_BETTER.get(m, True) else "↓"
+        best = _best(summary, m)
+        lines += [f"## {head} {arrow}", ""]
+        lines.append("| problem | " + " | ".join(solvers) + " |")
+        lines.append("|---|" + "---|" * len(solvers))
+        for p in problems:
+            cells = []
+            for so in solvers:
+                s = lut.get((p, so, m))
+                if s is None or s.estimate.n == 0:
+                    cells.append("-")
+                    continue
+                c = _cell(s.estimate, m)
+                if (
+                    m in HIGHER_IS_BETTER
+                    and m not in ("wall_s", "nfe")
+                    and s.estimate.mean == best.get(p)
+                ):
+                    c = f"**{c}**"
+                cells.append(c)
+            lines.append(f"| {p} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+    ):
+        text = text.replace(a, b)
+    return text
+
+
+def summary_latex(
+    summary: Sequence[SummaryRow],
+    metrics: Sequence[str],
+    *,
+    caption: str = "",
+    problems: Sequence[str] | None = None,
+    solvers: Sequence[str] | None = None,
+) -> str:
+    """A booktabs table per metric (problems down, solvers across, best mean in bold)."""
+    problems, solvers = _axes(summary, problems, solvers)
+    lut = {(s.problem, s.solver, s.metric): s for s in summary}
+    out = ["% generated by `invdiff bench`; needs \\usepackage{booktabs}"]
+    for m in metrics:
+        head, fmt = DISPLAY.get(m, (m, "{:.3g}"))
+        arrow = r"$\uparrow$" if HIGHER_IS_BETTER.get(m, True) else r"$\downarrow$"
+        best = _best(summary, m)
+        out += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            r"\begin{tabular}{l" + "c" * len(solvers) + "}",
+            r"\toprule",
+            "Problem & " + " & ".join(_tex_escape(s) for s in solvers) + r" \\",
+            r"\midrule",
+        ]
+        for p in problems:
+            cells = []
+            for so in solvers:
+                s = lut.get((p, so, m))
+                if s is None or s.estimate.n == 0:
+                    cells.append("--")
+                    continue
+                e = s.estimate
+                c = fmt.format(e.mean)
+                if m not in ("wall_s", "nfe") and e.mean == best.get(p):
+                    c = r"\textbf{" + c + "}"
+                if math.isfinite(e.half_width):
+                    c += r"{\scriptsize$\pm$" + fmt.format(e.half_width) + "}"
+                cells.append(c)
+            out.append(_tex_escape(p) + " & " + " & ".join(cells) + r" \\")
+        cap = _tex_escape(head) + " " + arrow + (": " + _tex_escape(caption) if caption else "")
+        cap += r", mean $\pm$ 95\% confidence interval."
+        out += [r"\bottomrule", r"\end{tabular}", r"\caption{" + cap + "}", r"\end{table}", ""]
+    return "\n".join(out)

@@ -1,0 +1,54 @@
+"""What every invdiff data set is: a torch ``Dataset`` of [-1, 1] images with batch access."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+class ImageDataset(Dataset):
+    """A sized data set of float32 ``C x H x W`` images in [-1, 1], with optional integer labels.
+
+    ``dataset[i]`` is ``(image, label)`` (label ``-1`` when the set has none, so a ``DataLoader``
+    collates it); ``dataset.images(indices)`` returns a batch ``N x C x H x W`` directly.
+    Subclasses implement ``_load(indices) -> N x C x H x W`` and set ``image_shape``.
+    """
+
+    #: (C, H, W) of every image
+    image_shape: tuple[int, int, int]
+    #: one integer label per image, or None
+    labels: Tensor | None = None
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load(self, indices: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def images(self, indices: int | Sequence[int] | Tensor | slice | None = None) -> Tensor:
+        """Images at ``indices`` (all of them when None) as ``N x C x H x W`` float32 in [-1, 1]."""
+        n = len(self)
+        if indices is None:
+            idx = torch.arange(n)
+        elif isinstance(indices, slice):
+            idx = torch.arange(n)[indices]
+        else:
+            idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+            raise IndexError(
+                f"indices must lie in [0, {n}) for this data set of {n} images, "
+                f"got {idx.tolist()[:8]}"
+            )
+        return self._load(idx % n if n else idx)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        label = int(self.labels[i]) if self.labels is not None else -1
+        return self.images([i])[0], label
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} images of {'x'.join(map(str, self.image_shape))})"
+        )

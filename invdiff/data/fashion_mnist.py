@@ -1,0 +1,162 @@
+"""Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 70,000 grey 28x28 garments, 10 classes, MIT licence.
+
+Returned as float32 ``1 x 32 x 32`` images in [-1, 1]: the 28x28 images zero-padded by 2 pixels
+on every side with the background value -1 (the size every invdiff model and problem uses), with
+the official split (``train``: 60,000, ``test``: 10,000) and integer labels.
+
+The IDX ``.gz`` files are looked for, in order, in a ``root=`` given by the caller,
+``/usr/share/datasets/fashion-mnist/`` (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``),
+the folder named by ``INVDIFF_FASHION_MNIST`` and the download cache
+``<invdiff home>/data/fashion-mnist``; only when none has them and ``download`` is true (the
+default) and the official server is reachable are they downloaded into the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from invdiff.data.base import ImageDataset
+from invdiff.images import from_uint8
+from invdiff.paths import home
+from invdiff.registry import DATASETS
+
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_VAR = "INVDIFF_FASHION_MNIST"
+URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
+}
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+#: the 28x28 images are padded to this size with the background value -1
+SIZE = 32
+
+
+def cache_dir() -> Path:
+    return home() / "data" / "fashion-mnist"
+
+
+def search_dirs(root: str | Path | None = None) -> list[Path]:
+    """The folders searched for the IDX files, in order."""
+    dirs = [Path(root)] if root is not None else []
+    dirs.append(SYSTEM_DIR)
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]).expanduser())
+    dirs.append(cache_dir())
+    return dirs
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a gzipped IDX file (LeCun's MNIST format: big-endian magic, dimensions, uint8 data)."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: header says {tuple(dims)}, found {body.size} bytes")
+    return body.reshape(tuple(dims))
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    host = url.split("/")[2]
+    try:
+        socket.create_connection((host, 80), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _download(split: str) -> Path:
+    target = cache_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES[split][:2]:
+        dest = target / name
+        if dest.is_file():
+            continue
+        tmp = dest.with_name(dest.name + ".tmp")
+        urllib.request.urlretrieve(URL + name, tmp)  # noqa: S310 - fixed official https/http URL
+        read_idx(tmp)  # refuse a corrupt download before it enters the cache
+        os.replace(tmp, dest)
+    return target
+
+
+def find(split: str, root: str | Path | None = None, download: bool = True) -> Path:
+    """The folder holding ``split``'s two IDX files; downloads them only as a last resort."""
+    wanted = FILES[split][:2]
+    dirs = search_dirs(root)
+    for d in dirs:
+        if all((d / name).is_file() for name in wanted):
+            return d
+    if download and _reachable(URL):
+        return _download(split)
+    looked = ", ".join(str(d) for d in dirs)
+    raise FileNotFoundError(
+        f"Fashion-MNIST {split} files ({', '.join(wanted)}) not found in: {looked}. Install "
+        "them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set "
+        f"{ENV_VAR}=/path/to/folder holding the IDX .gz files"
+        + ("" if download else ", or allow download=True")
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images_file, labels_file, count = FILES[split]
+    images = read_idx(Path(folder) / images_file)
+    labels = read_idx(Path(folder) / labels_file)
+    if images.shape != (count, 28, 28) or labels.shape != (count,):
+        raise ValueError(
+            f"Fashion-MNIST {split} in {folder}: expected {count} images of 28x28 and {count} "
+            f"labels, got {images.shape} and {labels.shape}"
+        )
+    return images, labels
+
+
+@DATASETS.register("fashion_mnist")
+class FashionMNIST(ImageDataset):
+    """Fashion-MNIST ``split`` (``train``/``test``): ``1 x 32 x 32`` images in [-1, 1], labels.
+
+    ``FashionMNIST("test").images(range(16))`` -> ``16 x 1 x 32 x 32``; ``.labels`` (int64);
+    ``CLASSES[label]`` names a class.
+    """
+
+    classes = CLASSES
+
+    def __init__(self, split: str = "test", root: str | Path | None = None, download: bool = True):
+        if split not in FILES:
+            raise ValueError(f"split must be one of {tuple(FILES)}, got {split!r}")
+        self.split = split
+        self.folder = find(split, root, download)
+        self._images, labels = _arrays(str(self.folder), split)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.image_shape = (1, SIZE, SIZE)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def _load(self, indices: Tensor) -> Tensor:
+        x = from_uint8(torch.from_numpy(self._images[indices.numpy()])[:, None])
+        pad = (SIZE - 28) // 2
+        return torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0)

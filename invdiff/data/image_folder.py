@@ -1,0 +1,50 @@
+"""Any folder of images, so users bring their own data.
+
+Every image file under ``root`` (recursively, in sorted path order, so the order is the same on
+every machine) is centre-cropped to a square and resized to ``size`` (antialiased bicubic), and
+converted to ``channels`` (1: luminance, 3: RGB). Images are read when asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from invdiff.data.base import ImageDataset
+from invdiff.images import load_image
+from invdiff.registry import DATASETS
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@DATASETS.register("image_folder")
+class ImageFolder(ImageDataset):
+    """The images under ``root`` as ``channels x size x size`` tensors in [-1, 1] (no labels)."""
+
+    def __init__(self, root: str | Path, size: int = 64, channels: int = 3):
+        root = Path(root).expanduser()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {root}")
+        self.files = sorted(
+            p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS
+        )
+        if not self.files:
+            raise FileNotFoundError(f"no image files ({', '.join(EXTENSIONS)}) under {root}")
+        self.root, self.size, self.channels = root, size, channels
+        self.image_shape = (channels, size, size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _load(self, indices: Tensor) -> Tensor:
+        if not indices.numel():
+            return torch.empty(0, *self.image_shape)
+        return torch.cat(
+            [load_image(self.files[i], self.size, self.channels) for i in indices.tolist()]
+        )

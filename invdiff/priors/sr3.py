@@ -1,0 +1,107 @@
+"""SR3: a conditional diffusion prior for super-resolution (Saharia et al. 2021, "Image
+Super-Resolution via Iterative Refinement", Sec. 2.1-2.3).
+
+The UNet denoises ``x_t`` with the bicubic-upsampled low-resolution image concatenated as extra
+input channels: ``eps_theta(concat(x_t, up(y)), t)``. In sigma-space (``x_sigma = x0 + sigma eps``,
+``x_t = x_sigma / sqrt(1 + sigma^2)``) this is a ``PixelPrior`` whose network input carries
+``cond = condition(y)``; the same bicubic degradation (``downsample``) and upsampling
+(``upsample``) are used in training and at inference, so the conditioning matches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from invdiff.priors.base import ConditionalPrior
+from invdiff.priors.pixel import PixelPrior
+
+SR3_FACTORS = (2, 4, 8)
+
+
+def downsample(x: Tensor, factor: int) -> Tensor:
+    """Bicubic, antialiased downsampling by ``factor`` (the low-resolution training inputs)."""
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"image size {(h, w)} is not divisible by the factor {factor}")
+    return F.interpolate(
+        x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False
+    )
+
+
+def upsample(y: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic upsampling to ``size`` (H, W), clamped to [-1, 1]: the SR3 conditioning image."""
+    return F.interpolate(y, size=tuple(size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def sr3_condition(x: Tensor, factor: int) -> Tensor:
+    """The conditioning image SR3 is trained with: ``upsample(downsample(x))`` at x's size."""
+    return upsample(downsample(x, factor), tuple(x.shape[-2:]))
+
+
+class SR3Prior(PixelPrior, ConditionalPrior):
+    """A ``PixelPrior`` whose UNet takes ``concat(x_t, cond)``; ``cond = condition(y)``.
+
+    ``factor`` is the super-resolution factor it was trained for (2: 16 -> 32 px, 4: 8 -> 32 px).
+    ``in_shape`` is the image (C, H, W); the UNet has ``2 C`` input channels.
+    """
+
+    def __init__(self, unet, scheduler, *, factor: int, name: str = ""):  # noqa: ANN001
+        super().__init__(unet, scheduler, name=name)
+        if factor not in SR3_FACTORS:
+            raise ValueError(f"factor must be one of {SR3_FACTORS}, got {factor!r}")
+        cfg = unet.config
+        if int(cfg.in_channels) != 2 * int(cfg.out_channels):
+            raise ValueError(
+                "an SR3 UNet needs in_channels = 2 x out_channels (noisy image + condition), got "
+                f"in_channels={cfg.in_channels}, out_channels={cfg.out_channels}"
+            )
+        self.factor = int(factor)
+
+    @property
+    def low_res_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.in_shape
+        return (c, h // self.factor, w // self.factor)
+
+    def condition(self, y: Tensor) -> Tensor:
+        """Bicubic upsampling of the low-resolution measurement ``y`` to the image size."""
+        c, h, w = self.in_shape
+        if y.ndim != 4 or y.shape[1] != c:
+            raise ValueError(f"y must be N x {c} x h x w, got shape {tuple(y.shape)}")
+        if tuple(y.shape[-2:]) == (h, w):
+            raise ValueError(
+                f"y is already {h}x{w}; condition() expects the low-resolution image "
+                f"({h // self.factor}x{w // self.factor} for factor {self.factor})"
+            )
+        return upsample(y, (h, w))
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        if cond is None:
+            raise ValueError(
+                "SR3Prior needs cond= (prior.condition(y), the upsampled low-res image)"
+            )
+        if cond.shape[0] != x.shape[0] and cond.shape[0] == 1:
+            cond = cond.expand(x.shape[0], *cond.shape[1:])
+        if tuple(cond.shape) != tuple(x.shape):
+            raise ValueError(
+                f"cond must have the shape of x {tuple(x.shape)}, got {tuple(cond.shape)}"
+            )
+        return super().denoise(x, sigma, cond)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "kind": "sr3", "factor": self.factor}
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | Path, *, device: str | torch.device = "cpu", name: str = ""
+    ) -> SR3Prior:
+        """Load an SR3 folder (``prior.json`` with ``factor``, ``unet/``, ``scheduler/``)."""
+        from invdiff.priors.checks import load_unet_and_scheduler, read_prior_json
+
+        folder = Path(folder)
+        meta = read_prior_json(folder, required=("factor",))
+        unet, scheduler = load_unet_and_scheduler(folder, device=device)
+        return cls(unet, scheduler, factor=int(meta["factor"]), name=name or folder.name)

@@ -1,0 +1,262 @@
+"""Solve one inverse problem with one solver and write the measurement, the reconstruction(s)
+and a figure.
+
+    invdiff solve --problem fmnist-sr4 --solver diffpir --out runs/sr4-diffpir
+    invdiff solve --problem fmnist-random70 --solver dps --index 7 --samples 4 --out out/
+    invdiff solve --problem fmnist-sr4 --solver sr3 --image shirt.png --out out/   # your own image
+    invdiff solve --problem fmnist-cs --solver daps --set tau=0.05 --out out/
+
+The problem preset (``invdiff list problems``) gives the operator, the noise model, the data set
+and the default prior for the solver's kind (pixel, sr3 or latent); ``--prior`` overrides it
+with a shipped prior name or a folder written by ``invdiff train``. The clean image is test
+image ``--index`` of the preset's data set, or ``--image FILE`` (centre-cropped and resized to
+the problem's size). Files written to ``--out`` (each atomically): ``truth.png``,
+``measurement.png`` (the measurement shown as an image: upsampled when smaller, ``A^+ y`` when it
+is not image-shaped), ``reconstruction.png`` (``reconstruction_K.png`` for several samples),
+``tensors.pt`` (x, y, reconstructions), ``figure.png`` (measurement / reconstructions / truth)
+and ``summary.json`` (settings, PSNR per sample, wall time, network evaluations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--problem", required=True, help="problem preset name (see `invdiff list problems`)"
+    )
+    parser.add_argument("--solver", required=True, help="solver name (see `invdiff list solvers`)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--image", type=Path, help="an image file to use as the clean image instead of the data set"
+    )
+    parser.add_argument(
+        "--index", type=int, default=0, help="test-set index of the clean image (default 0)"
+    )
+    parser.add_argument(
+        "--prior",
+        help="prior: a shipped name or a folder (default: the problem's prior for this solver)",
+    )
+    parser.add_argument("--steps", type=int, default=100, help="solver steps (default 100)")
+    parser.add_argument(
+        "--samples", type=int, default=1, help="posterior samples to draw for the image (default 1)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the solver's generator and of the measurement noise",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a solver hyperparameter (repeatable), e.g. --set zeta=0.5",
+    )
+
+
+def _hyperparameters(items: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings parsed to the type of the solver's default for ``NAME``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        if name not in defaults:
+            raise ValueError(
+                f"unknown hyperparameter {name!r}; this solver has: "
+                f"{', '.join(sorted(defaults)) or 'none'}"
+            )
+        default = defaults[name]
+        if isinstance(default, bool):
+            out[name] = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, int):
+            out[name] = int(value)
+        elif isinstance(default, float) or default is None:
+            out[name] = float(value)
+        else:
+            out[name] = type(default)(value)
+    return out
+
+
+def _prior_kind(solver: Any) -> str:
+    from invdiff.priors.base import ConditionalPrior, LatentPrior
+
+    if issubclass(solver.requires_prior, ConditionalPrior):
+        return "sr3"
+    if issubclass(solver.requires_prior, LatentPrior):
+        return "latent"
+    return "pixel"
+
+
+def measurement_image(
+    operator: Any, y: Tensor, in_shape: tuple[int, int, int]
+) -> tuple[Tensor, str]:
+    """How to show ``y`` as an image of the problem's size, and a caption."""
+    from invdiff.operators.base import LinearOperator
+
+    c, h, w = in_shape
+    if y.ndim == 4 and y.shape[1] in (1, 3):
+        if tuple(y.shape[-2:]) == (h, w):
+            return y, "measurement y"
+        if y.shape[-2] <= h and y.shape[-1] <= w:
+            return torch.nn.functional.interpolate(
+                y, size=(h, w), mode="nearest"
+            ), "measurement y (upsampled)"
+    if isinstance(operator, LinearOperator):
+        return operator.pinv(y), "A^+ y"
+    return torch.zeros(y.shape[0], c, h, w, device=y.device), "(measurement not image-shaped)"
+
+
+def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from invdiff.images import to_uint8
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5), squeeze=False)
+    for ax, (img, title) in zip(axes[0], panels):
+        a = to_uint8(img[None].clamp(-1, 1))[0]
+        ax.imshow(a[..., 0] if a.shape[-1] == 1 else a, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+        print(f"invdiff solve: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import invdiff
+    from invdiff.images import check_image, load_image, save_image
+
+    # everything cheap is validated first: names, numbers, files
+    problem = invdiff.problems.get(args.problem)
+    solver = invdiff.solvers.get(args.solver)
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    if args.image is not None and not args.image.is_file():
+        raise FileNotFoundError(f"--image: no such file {args.image}")
+    hyper = _hyperparameters(args.set, solver.defaults)
+    kind = _prior_kind(solver)
+    prior_name = args.prior or problem.priors.get(kind)
+    if prior_name is None:
+        raise ValueError(
+            f"problem {problem.name!r} names no {kind} prior for solver {args.solver!r}; "
+            "pass --prior NAME_OR_FOLDER"
+        )
+    device = torch.device(args.device)
+    prior = invdiff.priors.load(prior_name, device=device)
+    operator = problem.operator(device)
+    noise = problem.noise
+    solver.check(prior, operator, noise)  # a mismatch is reported before any image is loaded
+
+    if args.image is not None:
+        x = load_image(args.image, size=problem.image_size, channels=problem.channels)
+        source = str(args.image)
+    else:
+        dataset = invdiff.data.get(problem.dataset, split="test")
+        if not 0 <= args.index < len(dataset):
+            raise ValueError(f"--index must be in [0, {len(dataset)}), got {args.index}")
+        x = dataset.images([args.index])
+        source = f"{problem.dataset}[test][{args.index}]"
+    x = check_image(x.to(device), "clean image")
+    y = problem.measure(x, index=[args.index], seed=args.seed, operator=operator)
+    ys = y.expand(args.samples, *y.shape[1:]).contiguous()
+
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    prior.nfe = 0
+    start = time.perf_counter()
+    xhat = invdiff.solve(
+        args.solver,
+        prior=prior,
+        operator=operator,
+        y=ys,
+        noise=noise,
+        steps=args.steps,
+        generator=generator,
+        **hyper,
+    )
+    wall = time.perf_counter() - start
+    xhat = xhat.detach()
+    psnr = invdiff.metrics.psnr(xhat.clamp(-1, 1), x.expand_as(xhat)).tolist()
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    shown, caption = measurement_image(operator, y.detach(), problem.in_shape)
+    save_image(x.cpu(), out / "truth.png")
+    save_image(shown.clamp(-1, 1).cpu(), out / "measurement.png")
+    names = (
+        ["reconstruction.png"]
+        if args.samples == 1
+        else [f"reconstruction_{k}.png" for k in range(args.samples)]
+    )
+    for k, name in enumerate(names):
+        save_image(xhat[k : k + 1].clamp(-1, 1).cpu(), out / name)
+    tensors = {"x": x.cpu(), "y": y.detach().cpu(), "reconstructions": xhat.cpu()}
+    _atomic(out / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
+    panels = [(shown[0].cpu(), caption)]
+    panels += [
+        (xhat[k].cpu(), f"{args.solver} #{k} ({psnr[k]:.1f} dB)")
+        for k in range(min(args.samples, 6))
+    ]
+    panels.append((x[0].cpu(), "truth"))
+    _figure(out / "figure.png", panels)
+    summary = {
+        "problem": problem.name,
+        "solver": args.solver,
+        "prior": str(prior_name),
+        "image": source,
+        "steps": args.steps,
+        "samples": args.samples,
+        "seed": args.seed,
+        "device": str(device),
+        "hyperparameters": solver.hyperparameters(hyper),
+        "noise": repr(noise),
+        "psnr_db": psnr,
+        "wall_s": wall,
+        "network_evaluations": prior.nfe,
+    }
+    _atomic(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    print(
+        f"{args.solver} on {problem.name}: PSNR {', '.join(f'{p:.2f}' for p in psnr)} dB, "
+        f"{wall:.1f} s; wrote {out}"
+    )
+    return 0

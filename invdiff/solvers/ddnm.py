@@ -1,0 +1,120 @@
+"""Denoising Diffusion Null-space Models (Wang, Yu & Zhang 2023, "Zero-Shot Image Restoration
+Using Denoising Diffusion Null-Space Model", ICLR; Alg. 1-2, Eq. 13-19, Sec. 3.3-3.4).
+
+Range-null space decomposition (Eq. 13): a consistent estimate keeps the null-space part of the
+denoiser's ``x0|t`` and takes the range-space part from ``y``:
+
+    xhat_0|t = A^+ y + (I - A^+ A) x0|t = x0|t - A^+ (A x0|t - y)                   (Eq. 13)
+    x_{t-1} ~ p(x_{t-1} | x_t, xhat_0|t)       (the DDPM posterior, Alg. 1, l. 5)
+
+DDNM+ for noisy ``y`` (Sec. 3.3, Eq. 17-19): the correction is scaled, ``xhat_0|t = x0|t -
+Sigma_t A^+ (A x0|t - y)``, and the noise of the step is reduced to ``Phi_t`` so that the
+noise ``A^+ n`` carried into ``xhat_0|t`` plus the fresh noise add up to the level of
+``x_{t-1}``. With ``A = U diag(s) V^T`` both are diagonal in ``V``: for ``s_i > 0``
+
+    lambda_i = 1                                   if sigma_t >= a_t sigma_y / s_i
+             = sigma_t s_i / (a_t sigma_y)         otherwise                            (Eq. 19)
+    gamma_i  = sigma_t^2 - (a_t lambda_i sigma_y / s_i)^2                              (Eq. 18)
+
+(``lambda_i = 1``, ``gamma_i = sigma_t^2`` where ``s_i = 0`` or ``sigma_y = 0``), where ``a_t``
+is the weight of ``x0`` in the posterior mean and ``sigma_t`` the posterior standard deviation.
+
+This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on the prior's grid, where the
+step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
+``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,
+``x_b = xhat0 + c (x_a - xhat0) / s_a + sigma_t z`` so ``a_t = 1 - c / s_a``; ``eta = 1`` is the
+paper's DDPM posterior. (Both the ratio ``a_t / sigma_t`` in Eq. 19 and the step are unchanged
+by the per-level VP scale.)
+
+Time travel (Sec. 3.4, Alg. 3): RePaint's resampling schedule (``travel_length`` levels back,
+``travel_repeat`` times; 1 = off, the default) with forward steps ``x + sqrt(s_up^2 - s^2) z``.
+No clamping (the paper's algorithm has none).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from invdiff.noise import Gaussian, Noise, gaussian_sigma
+from invdiff.operators.base import Operator, SVDOperator
+from invdiff.priors.base import Prior
+from invdiff.registry import SOLVERS
+from invdiff.schedules import vp_sigmas_for_steps
+from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.ddrm import spectral_measurement
+from invdiff.solvers.repaint import jump_schedule
+
+
+@SOLVERS.register("ddnm")
+class DDNM(Solver):
+    """DDNM (noiseless ``y``) / DDNM+ (noisy ``y``), Wang et al. 2023, for SVD operators."""
+
+    requires_operator = SVDOperator
+    requires_noise = (Gaussian,)
+    defaults: ClassVar[dict[str, Any]] = {"eta": 1.0, "travel_length": 1, "travel_repeat": 1}
+
+    def __call__(
+        self,
+        prior: Prior,
+        operator: Operator,
+        y: Tensor,
+        noise: Noise,
+        *,
+        steps: int,
+        generator: torch.Generator,
+        callback: Callback | None = None,
+        **hyper: Any,
+    ) -> Tensor:
+        self.check(prior, operator, noise)
+        hp = self.hyperparameters(hyper)
+        eta = float(hp["eta"])
+        if not 0 <= eta <= 1:
+            raise ValueError(f"ddnm: eta must lie in [0, 1], got {eta}")
+        schedule = jump_schedule(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
+        sigma_y = gaussian_sigma(noise)
+        levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]
+        n, device = y.shape[0], y.device
+        dim = math.prod(prior.in_shape)
+
+        ybar, s, observed = spectral_measurement(operator, y)
+        s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
+        level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
+
+        z = torch.empty((n, dim), device=generator.device)
+        x = math.sqrt(1 + levels[-1] ** 2) * operator.V(z.normal_(generator=generator).to(device))
+        x0 = None
+        total = len(schedule) - 1
+        for i, (k, k_next) in enumerate(zip(schedule[:-1], schedule[1:])):
+            sa, sb = levels[k], levels[k_next]
+            if k_next > k:  # time travel: forward diffusion back up (Alg. 3)
+                x = x + math.sqrt(sb**2 - sa**2) * operator.V(
+                    z.normal_(generator=generator).to(device)
+                )
+            else:
+                with torch.no_grad():
+                    x0 = prior.x0(x, sa)
+                std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
+                c = math.sqrt(max(sb**2 - std**2, 0.0))
+                a = 1 - c / sa
+                # Eq. 19: lambda = 1 while the step's own noise covers the noise in ybar
+                carried = a * level_y
+                lam = torch.where(
+                    std >= carried, torch.ones_like(s), std / carried.clamp_min(1e-30)
+                )
+                lam = torch.where(observed, lam, torch.zeros_like(s))
+                gamma = (std**2 - (lam * carried) ** 2).clamp_min(0)  # Eq. 18
+                x0bar = operator.Vt(x0)
+                xhat0 = operator.V(x0bar - lam * (x0bar - ybar))  # Eq. 13 / 17
+                x = (
+                    xhat0
+                    + (c / sa) * (x - xhat0)
+                    + operator.V(gamma.sqrt() * z.normal_(generator=generator).to(device))
+                )
+                x0 = xhat0
+            if callback is not None:
+                callback(Step(i, total, x, x0, sb))
+        return x

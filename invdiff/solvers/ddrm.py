@@ -1,0 +1,124 @@
+"""Denoising Diffusion Restoration Models (Kawar et al. 2022, NeurIPS; Eq. 7-8, Sec. 4.3).
+
+DDRM works in the spectral space of ``A = U diag(s) V^T``: ``xbar = V^T x`` and
+``ybar = diag(s)^+ U^T y``, whose noise has standard deviation ``sigma_y / s_i`` on coordinate
+``i``. With the noise levels ``sigma_T > ... > sigma_1 > sigma_0 = 0`` taken from the prior's
+own grid (sigma-space, ``x_t = x0 + sigma_t eps``, the convention of the paper) and the
+denoiser's estimate ``xbar_theta = V^T x0(x_{t+1}, sigma_{t+1})``:
+
+Eq. 7 (start), per coordinate ``i``:
+    s_i = 0:  xbar_T ~ N(0, sigma_T^2)
+    s_i > 0:  xbar_T ~ N(ybar_i, sigma_T^2 - sigma_y^2 / s_i^2)
+
+Eq. 8 (step ``t+1 -> t``), with ``eps ~ N(0, 1)``:
+    s_i = 0:                  xbar_theta + sqrt(1 - eta^2) sigma_t (xbar_{t+1} - xbar_theta)
+                              / sigma_{t+1} + eta sigma_t eps
+    sigma_t <  sigma_y / s_i: xbar_theta + sqrt(1 - eta^2) sigma_t (ybar - xbar_theta)
+                              / (sigma_y / s_i) + eta sigma_t eps
+    sigma_t >= sigma_y / s_i: (1 - eta_b) xbar_theta + eta_b ybar
+                              + sqrt(sigma_t^2 - sigma_y^2 eta_b^2 / s_i^2) eps
+
+Paper hyperparameters: ``eta = 0.85``, ``eta_b = 1``, 20 steps (Sec. 5). The last step goes to
+``sigma_0 = 0`` and returns the spectral mean: the denoised estimate on the unobserved and
+noisy coordinates, ``ybar`` on the noiseless observed ones. Singular values below
+``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from invdiff.noise import Gaussian, Noise, gaussian_sigma
+from invdiff.operators.base import Operator, SVDOperator
+from invdiff.priors.base import Prior
+from invdiff.registry import SOLVERS
+from invdiff.schedules import vp_sigmas_for_steps
+from invdiff.solvers.base import Callback, Solver, Step
+
+
+def spectral_measurement(
+    operator: SVDOperator, y: Tensor, rcond: float = 1e-6
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ybar, s, observed)`` padded to the input dimension ``n``: ``ybar = s^+ U^T y``.
+
+    ``s`` is the singular value vector padded with zeros; ``observed`` marks the coordinates
+    whose singular value is above ``rcond * max(s)``.
+    """
+    s = operator.pad_spectral(operator.singular_values.to(y.device, y.dtype)[None])[0]
+    observed = s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
+    s_safe = torch.where(observed, s, torch.ones_like(s))
+    ybar = torch.where(
+        observed, operator.pad_spectral(operator.Ut(y)) / s_safe, torch.zeros_like(s)
+    )
+    return ybar, s, observed
+
+
+@SOLVERS.register("ddrm")
+class DDRM(Solver):
+    """DDRM (Kawar et al. 2022, Eq. 7-8) for operators with a known SVD and Gaussian noise."""
+
+    requires_operator = SVDOperator
+    requires_noise = (Gaussian,)
+    defaults: ClassVar[dict[str, Any]] = {"eta": 0.85, "eta_b": 1.0}
+
+    def __call__(
+        self,
+        prior: Prior,
+        operator: Operator,
+        y: Tensor,
+        noise: Noise,
+        *,
+        steps: int,
+        generator: torch.Generator,
+        callback: Callback | None = None,
+        **hyper: Any,
+    ) -> Tensor:
+        self.check(prior, operator, noise)
+        hp = self.hyperparameters(hyper)
+        eta, eta_b = float(hp["eta"]), float(hp["eta_b"])
+        if not (0 <= eta <= 1 and 0 <= eta_b <= 1):
+            raise ValueError(f"ddrm: eta and eta_b must lie in [0, 1], got {eta}, {eta_b}")
+        sigma_y = gaussian_sigma(noise)
+        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas_next = sigmas[1:] + [0.0]
+        n, device = y.shape[0], y.device
+        dim = math.prod(prior.in_shape)
+
+        ybar, s, observed = spectral_measurement(operator, y)
+        # sigma_y / s_i: the noise level of ybar_i (inf on unobserved coordinates)
+        s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
+        level_y = torch.where(observed, sigma_y / s_safe, torch.full_like(s, math.inf))
+        level_y_safe = torch.where(observed & (level_y > 0), level_y, torch.ones_like(s))
+        eps = torch.empty((n, dim), device=generator.device)
+
+        # Eq. 7
+        start = sigmas[0]
+        xbar = torch.where(
+            observed,
+            ybar
+            + (start**2 - level_y.clamp_max(start) ** 2).sqrt()
+            * eps.normal_(generator=generator).to(device),
+            start * eps.normal_(generator=generator).to(device),
+        )
+        x = operator.V(xbar)
+        for i, (sa, sb) in enumerate(zip(sigmas, sigmas_next)):
+            with torch.no_grad():
+                x0 = prior.x0(x, sa)
+            xbar_theta = operator.Vt(x0)
+            e = eps.normal_(generator=generator).to(device)
+            soft = math.sqrt(1 - eta**2) * sb
+            unobserved_step = xbar_theta + soft * (xbar - xbar_theta) / sa + eta * sb * e
+            noisy_step = xbar_theta + soft * (ybar - xbar_theta) / level_y_safe + eta * sb * e
+            var_hard = (sb**2 - eta_b**2 * level_y.clamp_max(sb) ** 2).clamp_min(0)
+            hard_step = (1 - eta_b) * xbar_theta + eta_b * ybar + var_hard.sqrt() * e
+            xbar = torch.where(
+                ~observed, unobserved_step, torch.where(sb < level_y, noisy_step, hard_step)
+            )
+            x = operator.V(xbar)
+            if callback is not None:
+                callback(Step(i, steps, x, x0, sb))
+        return x

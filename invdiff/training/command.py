@@ -1,0 +1,191 @@
+"""Train a diffusion prior on the package's data: ``invdiff train KIND [options]``.
+
+Kinds: ``pixel`` (unconditional DDPM, or class-conditional with --class-conditional),
+``sr3`` (super-resolution x2/x4, --factor), ``autoencoder`` (AutoencoderKL, f=4) and
+``latent`` (DDPM on the latents of a trained autoencoder, --autoencoder RUN_DIR).
+``--config small`` is sized for a CPU, ``--config full`` for a GPU; any flag overrides the
+preset. The run folder (--out) collects config.json, loss.csv, samples/*.png, checkpoint.pt
+and the exported EMA model (prior/ or autoencoder/), which `invdiff.priors.load` reads.
+
+Examples:
+  invdiff train pixel --config small --steps 3000 --out runs/pixel
+  invdiff train pixel --out runs/pixel --steps 4000 --resume      # continue (or extend) a run
+  invdiff train sr3 --factor 4 --out runs/sr3-x4
+  invdiff train autoencoder --out runs/ae && invdiff train latent --autoencoder runs/ae
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from invdiff.training.config import KINDS, PRESETS
+
+SCHEDULE_NAMES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 32,64,128, got {text!r}"
+        ) from None
+
+
+def _bools(text: str) -> tuple[bool, ...]:
+    values = {"0": False, "1": True, "n": False, "y": True, "false": False, "true": True}
+    try:
+        return tuple(values[v.strip().lower()] for v in text.split(","))
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated 0/1 per level like 0,0,1, got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("kind", choices=KINDS, help="what to train")
+    parser.add_argument(
+        "--config",
+        choices=PRESETS,
+        default="small",
+        help="preset: small (CPU) or full (GPU); default small",
+    )
+    parser.add_argument("--out", help="run folder (default runs/KIND)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt (exactly; --steps may grow)",
+    )
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="AdamW learning rate (after a linear warm-up)")
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument(
+        "--ema-decay", type=float, help="EMA decay of the weights used for sampling and export"
+    )
+    parser.add_argument("--grad-clip", type=float, help="max global gradient norm")
+    parser.add_argument(
+        "--seed", type=int, help="seed of the run's generator (batches, noise, timesteps, init)"
+    )
+    parser.add_argument("--device", help="auto (default: cuda if available), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
+    bf16 = parser.add_mutually_exclusive_group()
+    bf16.add_argument(
+        "--bf16", dest="bf16", action="store_true", default=None, help="bf16 autocast"
+    )
+    bf16.add_argument(
+        "--no-bf16", dest="bf16", action="store_false", help="fp32 (default of the small presets)"
+    )
+    parser.add_argument(
+        "--channels", type=_ints, help="UNet/encoder channels per level, e.g. 32,64,128"
+    )
+    parser.add_argument("--attention", type=_bools, help="attention per level, e.g. 0,0,1")
+    parser.add_argument("--layers-per-block", type=int)
+    parser.add_argument("--norm-groups", type=int)
+    parser.add_argument(
+        "--beta-schedule", choices=sorted(SCHEDULE_NAMES), help="DDPM betas (default linear)"
+    )
+    parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"))
+    parser.add_argument("--num-train-timesteps", type=int)
+    parser.add_argument(
+        "--class-conditional",
+        action="store_true",
+        default=None,
+        help="pixel: condition on the class label (label dropout for classifier-free guidance)",
+    )
+    parser.add_argument("--label-dropout", type=float)
+    parser.add_argument(
+        "--factor", type=int, choices=(2, 4, 8), help="sr3: super-resolution factor"
+    )
+    parser.add_argument("--autoencoder", help="latent: folder of a trained autoencoder run")
+    parser.add_argument(
+        "--encode-limit", type=int, help="latent: encode only the first N training images (0: all)"
+    )
+    parser.add_argument("--latent-channels", type=int, help="autoencoder: latent channels (4 or 3)")
+    parser.add_argument("--recon-loss", choices=("l1", "l2"))
+    parser.add_argument("--kl-weight", type=float)
+    parser.add_argument("--dataset", help="data set name (default fashion_mnist)")
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--sample-every", type=int)
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--num-samples", type=int, help="images in each sample grid")
+    parser.add_argument("--sample-steps", type=int, help="DDIM steps for the sample grids")
+    parser.add_argument(
+        "--time-limit", type=float, help="stop (checkpoint + export) after this many minutes"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from invdiff.training.config import TrainConfig
+
+    names = [
+        "out",
+        "steps",
+        "batch_size",
+        "lr",
+        "warmup_steps",
+        "weight_decay",
+        "ema_decay",
+        "grad_clip",
+        "seed",
+        "device",
+        "bf16",
+        "channels",
+        "attention",
+        "layers_per_block",
+        "norm_groups",
+        "prediction_type",
+        "num_train_timesteps",
+        "class_conditional",
+        "label_dropout",
+        "factor",
+        "autoencoder",
+        "encode_limit",
+        "latent_channels",
+        "recon_loss",
+        "kl_weight",
+        "dataset",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "num_samples",
+        "sample_steps",
+    ]
+    overrides = {n: getattr(args, n, None) for n in names}
+    if args.beta_schedule:
+        overrides["beta_schedule"] = SCHEDULE_NAMES[args.beta_schedule]
+    if args.channels and not args.attention:
+        overrides["attention"] = (
+            tuple([False] * (len(args.channels) - 1) + [True])
+            if args.kind != "autoencoder"
+            else (False,) * len(args.channels)
+        )
+    if args.kind == "sr3" and not args.out:
+        overrides["out"] = f"runs/sr3-x{args.factor or 4}"
+    overrides["command"] = "invdiff train " + shlex.join(
+        sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "train" else [args.kind]
+    )
+    return TrainConfig.preset(args.kind, args.config, **overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from invdiff.training.loop import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"invdiff train: {err}", file=sys.stderr)
+        return 2
+    limit = args.time_limit * 60 if args.time_limit else None
+    out = train(cfg, resume=args.resume, progress=not args.no_progress, time_limit_s=limit)
+    print(f"done: {out}")
+    return 0

@@ -1,0 +1,256 @@
+"""Training configuration: one dataclass, ``small`` (CPU) and ``full`` (GPU) presets per kind.
+
+``TrainConfig.preset(kind, config, **overrides)`` starts from the preset and replaces the given
+fields; the command line maps its flags onto the same fields, so a run is fully described by
+the ``config.json`` it writes next to its checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KINDS = ("pixel", "sr3", "autoencoder", "latent")
+PRESETS = ("small", "full")
+BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+@dataclass
+class TrainConfig:
+    kind: str = "pixel"
+    preset_name: str = "small"  # the preset the run started from
+    out: str = "runs/pixel"
+    dataset: str = "fashion_mnist"
+    split: str = "train"
+    image_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = False
+    log_every: int = 25
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    num_samples: int = 16
+    sample_steps: int = 50
+    # networks
+    channels: tuple[int, ...] = (32, 64, 128)
+    attention: tuple[bool, ...] = (False, False, True)
+    layers_per_block: int = 2
+    norm_groups: int = 8
+    # diffusion
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    prediction_type: str = "epsilon"
+    class_conditional: bool = False
+    num_classes: int = 10
+    label_dropout: float = 0.1
+    factor: int = 4  # sr3
+    autoencoder: str = ""  # latent: folder of a trained autoencoder run (or its autoencoder/)
+    encode_limit: int = 0  # latent: encode only the first N training images (0: all)
+    # autoencoder
+    latent_channels: int = 4
+    recon_loss: str = "l1"
+    kl_weight: float = 1e-4
+    # free text recorded in the model card
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def preset(cls, kind: str, preset: str = "small", **overrides) -> TrainConfig:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if preset not in PRESETS:
+            raise ValueError(f"config must be one of {', '.join(PRESETS)}, got {preset!r}")
+        values = {
+            "kind": kind,
+            "preset_name": preset,
+            "out": f"runs/{kind}",
+            **PRESET_VALUES[kind][preset],
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        need(self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}")
+        need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        need(
+            self.beta_schedule in BETA_SCHEDULES,
+            f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}",
+        )
+        need(
+            self.prediction_type in PREDICTION_TYPES,
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}",
+        )
+        need(
+            len(self.channels) == len(self.attention),
+            f"channels {self.channels} and attention {self.attention} need one entry per level",
+        )
+        need(
+            all(c % self.norm_groups == 0 for c in self.channels),
+            f"every channel count {self.channels} must be divisible by "
+            f"norm_groups={self.norm_groups}",
+        )
+        need(
+            self.image_size % 2 ** (len(self.channels) - 1) == 0,
+            f"image_size {self.image_size} must be divisible by 2^(levels-1)",
+        )
+        need(
+            self.recon_loss in ("l1", "l2"),
+            f"recon_loss must be 'l1' or 'l2', got {self.recon_loss!r}",
+        )
+        need(
+            0 <= self.label_dropout < 1,
+            f"label_dropout must be in [0, 1), got {self.label_dropout}",
+        )
+        if self.kind == "sr3":
+            need(self.factor in (2, 4, 8), f"factor must be 2, 4 or 8, got {self.factor}")
+        if self.kind == "latent":
+            need(
+                bool(self.autoencoder),
+                "a latent prior needs --autoencoder DIR "
+                "(a trained `invdiff train autoencoder` run)",
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        for k in ("channels", "attention"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESET_VALUES: dict[str, dict[str, dict]] = {
+    "pixel": {
+        # ~2.7M parameters: channels 32/64/128, attention at 8x8 (CPU, about 0.3-0.8 step/s)
+        "small": {
+            "channels": (32, 64, 128),
+            "attention": (False, False, True),
+            "layers_per_block": 1,
+            "steps": 3000,
+            "batch_size": 64,
+            "lr": 5e-4,
+            "ema_decay": 0.999,
+        },
+        "full": {
+            "channels": (64, 128, 256),
+            "attention": (False, True, True),
+            "layers_per_block": 2,
+            "norm_groups": 32,
+            "steps": 100_000,
+            "batch_size": 128,
+            "lr": 2e-4,
+            "ema_decay": 0.9999,
+            "bf16": True,
+            "sample_every": 5000,
+            "checkpoint_every": 2500,
+            "log_every": 100,
+        },
+    },
+    "sr3": {
+        # v-prediction: x0 = sqrt(abar) x_t - sqrt(1 - abar) v does not amplify the network's
+        # error by sigma at high noise as epsilon prediction does (it matters for short runs)
+        "small": {
+            "channels": (32, 64, 64),
+            "attention": (False, False, False),
+            "layers_per_block": 1,
+            "steps": 2000,
+            "batch_size": 32,
+            "lr": 5e-4,
+            "ema_decay": 0.995,
+            "prediction_type": "v_prediction",
+        },
+        "full": {
+            "channels": (64, 128, 256),
+            "attention": (False, False, True),
+            "layers_per_block": 2,
+            "norm_groups": 32,
+            "steps": 50_000,
+            "batch_size": 128,
+            "lr": 2e-4,
+            "ema_decay": 0.9999,
+            "bf16": True,
+            "sample_every": 5000,
+            "checkpoint_every": 2500,
+            "log_every": 100,
+        },
+    },
+    "autoencoder": {
+        # f = 4: 32x32x1 -> 8x8x4
+        "small": {
+            "channels": (32, 64, 64),
+            "attention": (False, False, False),
+            "layers_per_block": 1,
+            "steps": 2000,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "ema_decay": 0.995,
+            "sample_every": 500,
+        },
+        "full": {
+            "channels": (64, 128, 128),
+            "attention": (False, False, False),
+            "layers_per_block": 2,
+            "norm_groups": 32,
+            "steps": 30_000,
+            "batch_size": 128,
+            "lr": 5e-4,
+            "ema_decay": 0.999,
+            "sample_every": 5000,
+            "checkpoint_every": 2500,
+            "log_every": 100,
+        },
+    },
+    "latent": {
+        # on 8x8x4 latents: two levels (8x8, 4x4), attention at 4x4
+        "small": {
+            "channels": (64, 128),
+            "attention": (False, True),
+            "layers_per_block": 2,
+            "encode_limit": 20_000,
+            "prediction_type": "v_prediction",
+            "steps": 4000,
+            "batch_size": 64,
+            "lr": 5e-4,
+            "ema_decay": 0.999,
+        },
+        "full": {
+            "channels": (128, 256),
+            "attention": (True, True),
+            "layers_per_block": 2,
+            "norm_groups": 32,
+            "steps": 100_000,
+            "batch_size": 256,
+            "lr": 2e-4,
+            "ema_decay": 0.9999,
+            "bf16": True,
+            "sample_every": 5000,
+            "checkpoint_every": 2500,
+            "log_every": 100,
+        },
+    },
+}

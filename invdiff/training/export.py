@@ -1,0 +1,257 @@
+"""Export a training run into a zoo folder and write its model card.
+
+    python -m invdiff.training.export runs/fmnist32-pixel invdiff/zoo/fmnist32-pixel
+
+The run's EMA prior (``RUN/prior``) is loaded and validated with ``invdiff.priors.load``, saved
+with half-precision weights (read back as fp32), and the folder gets ``samples.png`` (the run's
+last grid), ``training.json`` (command, seed, step, wall time, device, parameters) and
+``README.md``, the model card. ``scripts/prior_quality.py`` adds ``quality.json`` and refreshes
+the card with its figures (``write_card``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+KIND_TEXT = {
+    "pixel": "an unconditional pixel-space DDPM prior (`PixelPrior`)",
+    "sr3": "a conditional SR3 super-resolution prior (`SR3Prior`, a `ConditionalPrior`)",
+    "latent": "a latent diffusion prior (`LatentDiffusionPrior`, a `LatentPrior`): "
+    "an AutoencoderKL (f=4) and a DDPM on its scaled latents",
+}
+DATA_TEXT = (
+    "Fashion-MNIST (Xiao et al. 2017, MIT licence), **train split** (60,000 images) read from "
+    "Debian's `dataset-fashion-mnist` files; 28x28 images padded to 32x32 with the background "
+    "value, in [-1, 1]."
+)
+
+
+def _reproduce_command(info: dict) -> str:
+    """The run's command with ``--time-limit`` replaced by the step it reached (same weights)."""
+    words = info.get("command", "").split()
+    out, skip = [], False
+    for i, w in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if w in ("--time-limit", "--steps"):
+            skip = i + 1 < len(words)
+            continue
+        if w != "--resume":
+            out.append(w)
+    return " ".join(out + ["--steps", str(info["step"])])
+
+
+def _training_rows(info: dict) -> list[str]:
+    cfg = info["config"]
+    minutes = info["wall_s"] / 60
+    resumed = "--resume" in info["command"].split()
+    as_run = "last command (continued an earlier run with --resume)" if resumed else "command"
+    device = info["device"].upper() if info["device"] == "cpu" else info["device"]
+    precision = "bf16 autocast" if cfg["bf16"] else "fp32"
+    rows = [
+        f"- {as_run}: `{info['command']}`",
+        f"- the same weights in one uninterrupted run: `{_reproduce_command(info)}`",
+        f"- seed {info['seed']}; {info['step']} optimiser steps at batch {cfg['batch_size']} "
+        f"(AdamW, lr {cfg['lr']:g} after {cfg['warmup_steps']} warm-up steps, "
+        f"grad-norm clip {cfg['grad_clip']:g}); EMA decay {cfg['ema_decay']:g} "
+        "(the EMA weights are shipped)",
+        f"- wall time {minutes:.1f} min on {device} ({info['threads']} thread(s), a shared "
+        f"2-core machine), {precision}; torch {info['torch']}",
+        f"- parameters: {info['parameters']:,}; network channels {tuple(cfg['channels'])}, "
+        f"{cfg['layers_per_block']} layer(s) per block",
+    ]
+    if cfg.get("encode_limit") and cfg["kind"] == "latent":
+        rows.append(
+            f"- trained on the latents of the first {cfg['encode_limit']:,} training images"
+        )
+    if cfg["kind"] != "autoencoder":
+        rows.append(
+            f"- noise schedule: {cfg['num_train_timesteps']} steps, `{cfg['beta_schedule']}` "
+            f"betas, `{cfg['prediction_type']}` prediction"
+        )
+    else:
+        rows.append(
+            f"- loss: {cfg['recon_loss'].upper()} reconstruction + {cfg['kl_weight']:g} x KL "
+            f"per pixel; latents {cfg['latent_channels']} x 8 x 8"
+        )
+    return rows
+
+
+def _metric_text(m: dict) -> str:
+    return f"PSNR {m['psnr']:.2f} dB / SSIM {m['ssim']:.3f} / LPIPS {m['lpips']:.3f}"
+
+
+def _quality_rows(quality: dict) -> list[str]:
+    if not quality:
+        return ["Not measured yet: run `scripts/build_zoo.sh quality` (scripts/prior_quality.py)."]
+    command = quality.get("command", "scripts/prior_quality.py")
+    rows = [f"Measured by `{command}` on the Fashion-MNIST **test** split (CPU).", ""]
+    if "fid" in quality:
+        f = quality["fid"]
+        subset = f.get("kid_subset", f["n"])
+        rows.append(
+            f"- unconditional samples ({f['sampler']}): **FID {f['fid']:.1f}**, KID "
+            f"{f['kid']:.4f} +- {f['kid_std']:.4f} (100 subsets of {subset}), with "
+            f"**N = {f['n']}** samples vs {f['n']} test "
+            "images (Inception pool3; FID at small N is biased upwards: compare at equal N)"
+        )
+    if "denoise" in quality:
+        d = quality["denoise"]
+        where = (
+            " (noise added to the scaled latents, both decoded)" if "autoencoder" in quality else ""
+        )
+        rows += [
+            f"- denoising (Tweedie x0, one network evaluation){where}, PSNR in dB over "
+            f"{d['n']} test images:",
+            "",
+            "  | sigma | noisy (identity) | prior |",
+            "  |---|---|---|",
+        ]
+        for s, v in d["by_sigma"].items():
+            rows.append(f"  | {s} | {v['identity']:.2f} | {v['prior']:.2f} |")
+        rows.append("")
+    if "sr" in quality:
+        s = quality["sr"]
+        rows.append(
+            f"- super-resolution x{s['factor']} ({s['n']} test images, {s['sampler']}): "
+            f"SR3 {_metric_text(s['sr3'])}; bicubic {_metric_text(s['bicubic'])}"
+        )
+    if "autoencoder" in quality:
+        a = quality["autoencoder"]
+        rows.append(f"- autoencoder reconstruction PSNR {a['psnr']:.2f} dB ({a['n']} test images)")
+    return rows
+
+
+def write_card(folder: str | Path, name: str | None = None) -> Path:
+    """(Re)write ``folder/README.md`` from ``training.json`` and (if present) ``quality.json``."""
+    folder = Path(folder)
+    name = name or folder.name
+    info = json.loads((folder / "training.json").read_text())
+    meta = json.loads((folder / "prior.json").read_text())
+    quality_path = folder / "quality.json"
+    quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
+    kind = meta["kind"]
+    low = 32 // meta.get("factor", 1)
+    what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
+    task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
+    lines = [
+        f"# {name}",
+        "",
+        f"{what} for 32x32 grey-scale Fashion-MNIST images{task}. Trained by this "
+        "package's own `invdiff train`; weights stored in fp16 (loaded as fp32).",
+        "",
+        "```python",
+        "import invdiff",
+        f'prior = invdiff.priors.load("{name}")',
+        "```",
+        "",
+        "## Data",
+        "",
+        DATA_TEXT,
+        "",
+    ]
+    if "autoencoder" in info:
+        lines += ["## Training: autoencoder", ""] + _training_rows(info["autoencoder"])
+        lines += [
+            f"- scaling factor (1 / std of the latent means): {meta['scaling_factor']:.4f}",
+            "",
+        ]
+        lines += ["## Training: latent DDPM", ""]
+    else:
+        lines += ["## Training", ""]
+    lines += _training_rows(info) + [""]
+    lines += ["## Samples", ""]
+    grid_text = {
+        "pixel": "DDIM, 50 steps, x0 clipped to [-1, 1], seed 0",
+        "sr3": "rows: bicubic upsampling of the low-resolution input, SR3 sample (DDIM, 50 steps, "
+        "x0 clipped, seed 0), ground truth; the first 8 test images",
+        "latent": "DDIM, 50 steps on latents, decoded, seed 0",
+    }[kind]
+    lines += [f"![samples](samples.png) ({grid_text})", ""]
+    lines += ["## Quality", ""] + _quality_rows(quality) + [""]
+    lines += [
+        "## Limitations",
+        "",
+        "A small model trained for minutes on a shared CPU: good enough to test and compare "
+        "solvers on Fashion-MNIST, far from the quality of a GPU-trained prior "
+        "(`invdiff train ... --config full`).",
+        "",
+    ]
+    path = folder / "README.md"
+    tmp = path.with_name("README.md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path
+
+
+@torch.no_grad()
+def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  # noqa: ANN001
+    """The card's grid: 16 DDIM samples (x0 clipped in pixel space) or, for SR3, 8 test images
+    as rows bicubic / SR3 / truth."""
+    import invdiff
+    from invdiff.images import save_image
+    from invdiff.priors.base import ConditionalPrior, LatentPrior
+    from invdiff.priors.sr3 import downsample
+    from invdiff.training.tasks import ddim_sample, make_grid
+
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(prior, ConditionalPrior):
+        truth = invdiff.data.get("fashion_mnist", split="test").images(range(8))
+        cond = prior.condition(downsample(truth, prior.factor))
+        x = ddim_sample(prior, 8, steps, g, cond=cond, clip=True)
+        grid = make_grid(torch.cat([cond, x, truth]), nrow=8)
+    elif isinstance(prior, LatentPrior):
+        grid = make_grid(prior.decode(ddim_sample(prior, 16, steps, g)), nrow=4)
+    else:
+        grid = make_grid(ddim_sample(prior, 16, steps, g, clip=True), nrow=4)
+    save_image(grid, path)
+
+
+def export_run(run: str | Path, dest: str | Path) -> Path:
+    """Copy the EMA prior of ``run`` into ``dest`` (fp16 weights) with its card."""
+    from invdiff.priors.zoo import load
+    from invdiff.training.loop import replace_folder
+
+    run, dest = Path(run), Path(dest)
+    prior = load(run / "prior")
+    info = json.loads((run / "prior" / "training.json").read_text())
+    if info["kind"] == "latent":
+        ae = Path(info["config"]["autoencoder"])
+        ae = ae / "autoencoder" if (ae / "autoencoder").is_dir() else ae
+        info["autoencoder"] = json.loads((ae / "training.json").read_text())
+
+    def build(folder: Path) -> None:
+        prior.save(folder, dtype=torch.float16)
+        (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+        render_samples(prior, folder / "samples.png")
+        if (dest / "quality.json").is_file():  # keep figures measured earlier
+            shutil.copy(dest / "quality.json", folder / "quality.json")
+        write_card(folder, dest.name)
+
+    replace_folder(build, dest)
+    load(dest)  # the exported folder must load
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    print(f"exported {run} -> {dest} ({size / 1e6:.1f} MB, step {info['step']})")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", help="training run folder (holds prior/)")
+    parser.add_argument("dest", help="zoo folder to write, e.g. invdiff/zoo/fmnist32-pixel")
+    args = parser.parse_args(argv)
+    export_run(args.run, args.dest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""What each kind of training run builds, optimises, draws and exports.
+
+* ``pixel``: the DDPM objective (Ho et al. 2020, Eq. 14) on images,
+  ``E_{t, x0, eps} || f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) - target ||^2`` with
+  ``target = eps`` or ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho 2022, Sec. 4);
+  optionally class-conditional with label dropout for classifier-free guidance (Ho & Salimans
+  2022, Alg. 1: a dropped label becomes the extra "null" class ``num_classes``).
+* ``sr3``: the same objective with ``concat(x_t, up(down(x0)))`` as network input (Saharia et
+  al. 2021, Eq. 6).
+* ``autoencoder``: an ``AutoencoderKL`` with ``f = 4`` trained on
+  ``|x - D(z)|_1 (or _2^2) + w_KL KL(q(z|x) || N(0, I))`` (Rombach et al. 2022, App. G, without
+  the perceptual and adversarial terms); its export records ``scaling_factor = 1 / std(mu(x))``.
+* ``latent``: the DDPM objective on the scaled posterior means of a trained autoencoder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invdiff.priors.base import Prior
+from invdiff.training.config import TrainConfig
+from invdiff.training.data import draw_batch
+
+
+def build_unet(
+    cfg: TrainConfig, sample_size: int, in_channels: int, out_channels: int
+) -> nn.Module:
+    from diffusers import UNet2DModel
+
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
+    num_class_embeds = (
+        cfg.num_classes + 1 if (cfg.kind == "pixel" and cfg.class_conditional) else None
+    )
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        block_out_channels=tuple(cfg.channels),
+        down_block_types=down,
+        up_block_types=up,
+        layers_per_block=cfg.layers_per_block,
+        norm_num_groups=cfg.norm_groups,
+        attention_head_dim=min(32, cfg.channels[-1]),
+        num_class_embeds=num_class_embeds,
+    )
+
+
+def build_scheduler(cfg: TrainConfig):  # noqa: ANN201 - a diffusers DDPMScheduler
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        clip_sample=False,
+    )
+
+
+def make_grid(x: Tensor, nrow: int) -> Tensor:
+    """Tile ``N x C x H x W`` images into one ``1 x C x H' x W'`` image (white 2 px gaps)."""
+    from torchvision.utils import make_grid as tv_make_grid
+
+    return tv_make_grid(x.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, pad_value=1.0)[
+        None
+    ]
+
+
+@torch.no_grad()
+def ddim_sample(
+    prior: Prior,
+    n: int,
+    steps: int,
+    generator: torch.Generator,
+    cond: Tensor | None = None,
+    clip: bool = False,
+) -> Tensor:
+    """Deterministic DDIM (Song et al. 2021, Eq. 12 with eta = 0) on the prior's own sigma grid.
+
+    In sigma-space DDIM is ``x_{i+1} = x0 + (sigma_{i+1} / sigma_i)(x_i - x0)``; the run's grids
+    use it so that they do not depend on the samplers module. ``clip`` clamps each ``x0``
+    estimate to [-1, 1] (the "clipped" sampler of Ho et al. 2020's code, for pixel priors):
+    an epsilon-prediction network's ``x0 = x - sigma eps`` magnifies its error by ``sigma``.
+    """
+    from invdiff.schedules import vp_sigmas_for_steps
+
+    sig = vp_sigmas_for_steps(prior, steps).float().to(prior.device)
+    z = torch.randn((n, *prior.in_shape), generator=generator).to(prior.device)
+    x = z * (1 + sig[0] ** 2).sqrt()
+    x0 = x
+    for i in range(len(sig)):
+        x0 = prior.x0(x, sig[i], cond)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+        if i + 1 < len(sig):
+            x = x0 + (sig[i + 1] / sig[i]) * (x - x0)
+    return x0
+
+
+class DiffusionTask:
+    """A DDPM UNet on images (``pixel``); subclasses add a condition or work on latents."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        self.scheduler = build_scheduler(cfg)
+        self.abar = self.scheduler.alphas_cumprod.float().to(device)
+        self.data: Tensor | None = None
+        self.labels: Tensor | None = None
+
+    # shapes of the modelled tensors
+    def model_shape(self) -> tuple[int, int, int]:
+        return (1, self.cfg.image_size, self.cfg.image_size)
+
+    def cond_channels(self) -> int:
+        return 0
+
+    def build_model(self) -> nn.Module:
+        c, h, _ = self.model_shape()
+        return build_unet(self.cfg, h, c + self.cond_channels(), c)
+
+    def prepare(self, images: Tensor, labels: Tensor) -> None:
+        self.data, self.labels = images, labels
+        if self.model_shape()[0] != images.shape[1]:
+            raise ValueError(
+                f"the data has {images.shape[1]} channel(s), "
+                f"the model expects {self.model_shape()[0]}"
+            )
+
+    def condition(self, x0: Tensor) -> Tensor | None:
+        return None
+
+    def loss(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        cfg = self.cfg
+        idx = draw_batch(len(self.data), cfg.batch_size, generator)
+        x0 = self.data[idx].to(self.device)
+        noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=generator).to(
+            self.device
+        )
+        kwargs = {}
+        if cfg.class_conditional:
+            labels = self.labels[idx].clone()
+            drop = torch.rand(cfg.batch_size, generator=generator) < cfg.label_dropout
+            labels[drop] = cfg.num_classes  # the null class of classifier-free guidance
+            kwargs["class_labels"] = labels.to(self.device)
+        a = self.abar[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = (
+            noise if cfg.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        )
+        cond = self.condition(x0)
+        inp = xt if cond is None else torch.cat([xt, cond], dim=1)
+        pred = model(inp, t, **kwargs).sample
+        return F.mse_loss(pred.float(), target)
+
+    def prior(self, model: nn.Module) -> Prior:
+        from invdiff.priors.pixel import PixelPrior
+
+        return PixelPrior(model, self.scheduler)
+
+    def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        x = ddim_sample(
+            self.prior(model), self.cfg.num_samples, self.cfg.sample_steps, generator, clip=True
+        )
+        return make_grid(x, nrow=int(self.cfg.num_samples**0.5 + 0.5))
+
+    def export(self, model: nn.Module, folder: Path) -> None:
+        self.prior(model).save(folder)
+
+
+class SR3Task(DiffusionTask):
+    """SR3: the bicubic-upsampled low-resolution image is concatenated to the noisy input."""
+
+    def cond_channels(self) -> int:
+        return self.model_shape()[0]
+
+    def condition(self, x0: Tensor) -> Tensor:
+        from invdiff.priors.sr3 import sr3_condition
+
+        return sr3_condition(x0, self.cfg.factor)
+
+    def prior(self, model: nn.Module) -> Prior:
+        from invdiff.priors.sr3 import SR3Prior
+
+        return SR3Prior(model, self.scheduler, factor=self.cfg.factor)
+
+    def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        n = 8
+        truth = self.data[:n].to(self.device)
+        cond = self.condition(truth)
+        x = ddim_sample(
+            self.prior(model), n, self.cfg.sample_steps, generator, cond=cond, clip=True
+        )
+        return make_grid(torch.cat([cond, x, truth]), nrow=n)  # rows: bicubic, SR3, truth
+
+
+def load_autoencoder(folder: str | Path, device: torch.device):  # noqa: ANN201
+    """``(vae, scaling_factor)`` from an autoencoder run (``RUN/`` or ``RUN/autoencoder/``)."""
+    from invdiff.priors.checks import load_vae, read_json, require_folder
+
+    folder = Path(folder)
+    if (folder / "autoencoder").is_dir():
+        folder = folder / "autoencoder"
+    require_folder(folder, ["vae/config.json", "autoencoder.json"])
+    meta = read_json(folder / "autoencoder.json")
+    vae = load_vae(folder / "vae", device=device).eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    return vae, float(meta["scaling_factor"])
+
+
+class LatentTask(DiffusionTask):
+    """A DDPM on ``s * mu(x)``, the scaled posterior means of a trained autoencoder."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        super().__init__(cfg, device)
+        self.vae, self.scaling_factor = load_autoencoder(cfg.autoencoder, device)
+        vc = self.vae.config
+        down = 2 ** (len(vc.block_out_channels) - 1)
+        self.latent_shape = (
+            int(vc.latent_channels),
+            cfg.image_size // down,
+            cfg.image_size // down,
+        )
+
+    def model_shape(self) -> tuple[int, int, int]:
+        return self.latent_shape
+
+    @torch.no_grad()
+    def prepare(self, images: Tensor, labels: Tensor) -> None:
+        from tqdm import tqdm
+
+        chunks = []
+        if self.cfg.encode_limit:
+            # encoding is the slow part on a CPU; a subset is plenty for a short run
+            images, labels = images[: self.cfg.encode_limit], labels[: self.cfg.encode_limit]
+        for i in tqdm(range(0, len(images), 500), desc="encoding latents", leave=False):
+            mean = self.vae.encode(images[i : i + 500].to(self.device)).latent_dist.mean
+            chunks.append((mean * self.scaling_factor).cpu())
+        self.data, self.labels = torch.cat(chunks), labels
+        self.images = images
+
+    def prior(self, model: nn.Module) -> Prior:
+        from invdiff.priors.latent import LatentDiffusionPrior
+
+        return LatentDiffusionPrior(
+            model, self.scheduler, self.vae, scaling_factor=self.scaling_factor
+        )
+
+    @torch.no_grad()
+    def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        prior = self.prior(model)
+        z = ddim_sample(prior, self.cfg.num_samples, self.cfg.sample_steps, generator)
+        return make_grid(prior.decode(z), nrow=int(self.cfg.num_samples**0.5 + 0.5))
+
+
+class AutoencoderTask:
+    """``AutoencoderKL`` with ``f = 2^(levels - 1)``; reconstruction + small KL."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        self.data: Tensor | None = None
+
+    def build_model(self) -> nn.Module:
+        from diffusers import AutoencoderKL
+
+        n = len(self.cfg.channels)
+        return AutoencoderKL(
+            in_channels=1,
+            out_channels=1,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=tuple(self.cfg.channels),
+            layers_per_block=self.cfg.layers_per_block,
+            latent_channels=self.cfg.latent_channels,
+            norm_num_groups=self.cfg.norm_groups,
+            sample_size=self.cfg.image_size,
+        )
+
+    def prepare(self, images: Tensor, labels: Tensor) -> None:
+        self.data = images
+
+    def loss(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        cfg = self.cfg
+        x = self.data[draw_batch(len(self.data), cfg.batch_size, generator)].to(self.device)
+        posterior = model.encode(x).latent_dist
+        eps = torch.randn(posterior.mean.shape, generator=generator).to(self.device)
+        z = posterior.mean + posterior.std * eps
+        rec = model.decode(z).sample.float()
+        rec_loss = (rec - x).abs().mean() if cfg.recon_loss == "l1" else F.mse_loss(rec, x)
+        kl = posterior.kl().float().mean() / x[0].numel()  # per pixel, like the reconstruction term
+        return rec_loss + cfg.kl_weight * kl
+
+    @torch.no_grad()
+    def scaling_factor(self, model: nn.Module, n: int = 2048) -> float:
+        """``1 / std`` of the posterior means over the first ``n`` training images."""
+        n = min(n, len(self.data))
+        means = [
+            model.encode(self.data[i : min(i + 512, n)].to(self.device)).latent_dist.mean
+            for i in range(0, n, 512)
+        ]
+        return float(1.0 / torch.cat(means).float().std())
+
+    @torch.no_grad()
+    def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        x = self.data[:8].to(self.device)
+        rec = model.decode(model.encode(x).latent_dist.mean).sample
+        return make_grid(torch.cat([x, rec]), nrow=8)  # rows: input, reconstruction
+
+    def export(self, model: nn.Module, folder: Path) -> None:
+        s = self.scaling_factor(model)
+        model.register_to_config(scaling_factor=s)
+        model.save_pretrained(folder / "vae")
+        (folder / "autoencoder.json").write_text(
+            json.dumps({"kind": "autoencoder", "scaling_factor": s}, indent=2) + "\n"
+        )
+
+
+TASKS = {
+    "pixel": DiffusionTask,
+    "sr3": SR3Task,
+    "latent": LatentTask,
+    "autoencoder": AutoencoderTask,
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build the shipped zoo (invdiff/zoo/fmnist32-*) with the package's own `invdiff train`.
+#
+#   scripts/build_zoo.sh train-pixel     # pixel DDPM prior              -> runs/fmnist32-pixel
+#   scripts/build_zoo.sh continue-pixel  # the pixel run continued (--resume)
+#   scripts/build_zoo.sh train-rest      # autoencoder                   -> runs/fmnist32-autoencoder
+#   scripts/build_zoo.sh retrain-latent  # the autoencoder continued (--resume)
+#   scripts/build_zoo.sh train-latent    # latent DDPM on it             -> runs/fmnist32-latent
+#   scripts/build_zoo.sh train-sr3-x2    # SR3 x2 (16 -> 32 px)          -> runs/fmnist32-sr3-x2
+#   scripts/build_zoo.sh train-sr3-x4    # SR3 x4 (8 -> 32 px)           -> runs/fmnist32-sr3-x4
+#   scripts/build_zoo.sh export          # runs/*/prior -> invdiff/zoo/<name> (fp16) + model cards
+#   scripts/build_zoo.sh quality         # scripts/prior_quality.py: figures into the model cards
+#
+# The reference zoo (2026-11-22, a shared 2-core CPU, one thread per run, nohup in the
+# background) ran: train-pixel and train-rest side by side; then retrain-latent; then
+# train-sr3-x2 and train-sr3-x4 side by side with train-latent started when the autoencoder
+# ended; then export and quality; then continue-pixel, export and quality of the pixel prior.
+# Each run stops at its step budget or its --time-limit (minutes), whichever comes first; the
+# model card records the step reached. The learning rate does not depend on --steps, so
+# `--steps <step reached>` (without --time-limit) gives the same
+# weights, and `--resume` continues a run exactly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-runs}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+T="--threads ${OMP_NUM_THREADS} --no-progress"
+mkdir -p "$RUNS"
+
+case "${1:-}" in
+  train-pixel)
+    invdiff train pixel --config small --batch-size 32 --bf16 --steps 20000 --time-limit 92 \
+      --out "$RUNS/fmnist32-pixel" $T
+    ;;
+  continue-pixel)
+    # the CPU was free again at the end: the pixel run continued exactly (--resume)
+    invdiff train pixel --config small --batch-size 32 --bf16 --steps 20000 --time-limit 9 --resume \
+      --out "$RUNS/fmnist32-pixel" $T
+    ;;
+  train-rest)
+    # autoencoder (continued by retrain-latent), then the SR3 priors (train-sr3)
+    invdiff train autoencoder --config small --bf16 --steps 20000 --time-limit 14 \
+      --out "$RUNS/fmnist32-autoencoder" $T
+    ;;
+  train-sr3-x2)
+    # v-prediction: x0 = sqrt(abar) x_t - sqrt(1 - abar) v does not amplify the network's error
+    # at high noise (epsilon prediction multiplies it by sigma), which matters for a short run
+    invdiff train sr3 --config small --factor 2 --prediction-type v_prediction --bf16 --steps 20000 \
+      --time-limit 20 --out "$RUNS/fmnist32-sr3-x2" $T
+    ;;
+  train-sr3-x4)
+    invdiff train sr3 --config small --factor 4 --prediction-type v_prediction --bf16 --steps 20000 \
+      --time-limit 20 --out "$RUNS/fmnist32-sr3-x4" $T
+    ;;
+  retrain-latent)
+    # the 14-minute autoencoder of train-rest reached only 20 dB: continue it (exactly, --resume)
+    invdiff train autoencoder --config small --bf16 --steps 20000 --time-limit 20 --resume \
+      --out "$RUNS/fmnist32-autoencoder" $T
+    ;;
+  train-latent)
+    invdiff train latent --config small --prediction-type v_prediction --bf16 --steps 20000 \
+      --time-limit 19 --encode-limit 10000 --autoencoder "$RUNS/fmnist32-autoencoder" \
+      --out "$RUNS/fmnist32-latent" $T
+    ;;
+  export)
+    for name in fmnist32-pixel fmnist32-sr3-x2 fmnist32-sr3-x4 fmnist32-latent; do
+      python -m invdiff.training.export "$RUNS/$name" "invdiff/zoo/$name"
+    done
+    ;;
+  quality)
+    python scripts/prior_quality.py --threads 2 --update-cards
+    ;;
+  *)
+    echo "usage: $0 train-pixel|continue-pixel|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality" >&2
+    exit 2
+    ;;
+esac

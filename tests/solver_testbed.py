@@ -1,0 +1,266 @@
+"""The linear-Gaussian solver test bed: a Gaussian-mixture prior whose posterior is exact.
+
+For the 16-dimensional, 4-component mixture of ``tests/conftest.py`` (``gmm_prior``, images
+1 x 4 x 4) and a linear operator ``A`` with Gaussian noise ``sigma_y``, the posterior
+``p(x | y)`` is again a Gaussian mixture (``GaussianMixturePrior.posterior``). A solver is
+checked by drawing ``n`` posterior samples for one ``y`` (``y`` repeated ``n`` times in one
+batch) and measuring the sliced-Wasserstein distance to ``n`` exact posterior samples. Two
+reference figures put that distance on a scale:
+
+* ``prior_dist``: exact *prior* samples against the exact posterior (what a solver that ignores
+  ``y`` would score);
+* ``exact_dist``: two independent exact posterior sample sets (the floor set by sampling noise).
+
+Usage from any solver test::
+
+    from solver_testbed import posterior_distance
+    d = posterior_distance("dps", "inpainting", n=256, steps=100)
+    assert d.solver < 0.3 * d.prior
+
+Operators come from the registry (``inpainting_random``, ``compressed_sensing``) when they are
+registered; otherwise the small stand-ins defined here are used (same maths and capabilities).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import invdiff
+from invdiff.metrics import sliced_wasserstein
+from invdiff.noise import Gaussian
+from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.priors.gmm import GaussianMixturePrior
+from invdiff.registry import OPERATORS
+
+IN_SHAPE = (1, 4, 4)
+SIGMA_Y = 0.05
+#: seeds of the fixed problem (prior, operator, clean image, measurement noise)
+PRIOR_SEED, OPERATOR_SEED, PROBLEM_SEED = 0, 1, 2
+OPERATOR_KINDS = ("inpainting", "cs")
+
+
+# --------------------------------------------------------------------------------------------
+# Stand-in operators (used until/unless the registry provides them) and test helpers
+# --------------------------------------------------------------------------------------------
+
+
+class DenseSVDOperator(SVDOperator):
+    """``y = A x`` for a dense ``m x n`` matrix, with its SVD ``A = U diag(s) V^T`` precomputed."""
+
+    def __init__(self, matrix: Tensor, in_shape: tuple[int, int, int]):
+        super().__init__(in_shape)
+        matrix = torch.as_tensor(matrix, dtype=torch.float64)
+        m, n = matrix.shape
+        if n != math.prod(self.in_shape) or m > n:
+            raise ValueError(
+                f"need an m x n matrix with m <= n = {math.prod(self.in_shape)}, got {m} x {n}"
+            )
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=True)
+        self.register_buffer("u", u.float())
+        self.register_buffer("vh", vh.float())
+        self.register_buffer("singular_values", s.float())
+
+    def U(self, z: Tensor) -> Tensor:
+        return z @ self.u.T
+
+    def Ut(self, y: Tensor) -> Tensor:
+        return y @ self.u
+
+    def V(self, z: Tensor) -> Tensor:
+        return (z @ self.vh).reshape(z.shape[0], *self.in_shape)
+
+    def Vt(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1) @ self.vh.T
+
+
+class MaskOperator(SVDOperator):
+    """Inpainting: keep the pixels where ``mask == 1``; ``y`` is the masked image at full size."""
+
+    is_inpainting = True
+
+    def __init__(self, mask: Tensor):
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        super().__init__((1, *mask.shape[-2:]))
+        self.register_buffer("mask", mask.reshape(1, 1, *mask.shape[-2:]))
+        self.register_buffer("singular_values", self.mask.flatten().clone())
+
+    def _full(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.in_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.mask
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y * self.mask
+
+    def U(self, z: Tensor) -> Tensor:
+        return self._full(z)
+
+    def Ut(self, y: Tensor) -> Tensor:
+        return y.reshape(y.shape[0], -1)
+
+    def V(self, z: Tensor) -> Tensor:
+        return self._full(z)
+
+    def Vt(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+class DenseLinearOperator(LinearOperator):
+    """A dense matrix as a plain ``LinearOperator`` (no SVD): for solvers that need only A, A^T."""
+
+    def __init__(self, matrix: Tensor, in_shape: tuple[int, int, int]):
+        super().__init__(in_shape)
+        self.register_buffer("a", torch.as_tensor(matrix, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1) @ self.a.T
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return (y @ self.a).reshape(y.shape[0], *self.in_shape)
+
+
+class SquashOperator(Operator):
+    """A nonlinear operator ``tanh(2 x)`` per pixel: for capability-mismatch tests."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(2 * x)
+
+
+def make_gmm_prior() -> GaussianMixturePrior:
+    """The conftest ``gmm_prior`` (same seed and shape), built without pytest."""
+    return GaussianMixturePrior.random(
+        16, 4, in_shape=IN_SHAPE, generator=torch.Generator().manual_seed(PRIOR_SEED)
+    )
+
+
+def make_operator(
+    kind: str, in_shape: tuple[int, int, int] = IN_SHAPE, seed: int = OPERATOR_SEED
+) -> SVDOperator:
+    """``"inpainting"``: half the pixels observed at random; ``"cs"``: a dense Gaussian matrix
+    with half as many rows as pixels. Both from the registry when it has them."""
+    g = torch.Generator().manual_seed(seed)
+    n = math.prod(in_shape)
+    if kind == "inpainting":
+        if "inpainting_random" in OPERATORS:
+            return invdiff.operators.get(
+                "inpainting_random", in_shape=in_shape, missing=0.5, generator=g
+            )
+        h, w = in_shape[-2:]
+        mask = torch.zeros(h * w)
+        mask[torch.randperm(h * w, generator=g)[: h * w // 2]] = 1
+        return MaskOperator(mask.reshape(h, w))
+    if kind == "cs":
+        if "compressed_sensing" in OPERATORS:
+            return invdiff.operators.get(
+                "compressed_sensing", in_shape=in_shape, measurements=n // 2, generator=g
+            )
+        a = torch.randn(n // 2, n, generator=g, dtype=torch.float64) / math.sqrt(n // 2)
+        return DenseSVDOperator(a, in_shape)
+    raise ValueError(f"operator kind must be one of {OPERATOR_KINDS}, got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The problem and the distances
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    prior: GaussianMixturePrior
+    operator: SVDOperator
+    noise: Gaussian
+    x: Tensor  # 1 x C x H x W, the clean image (a prior sample)
+    y: Tensor  # 1 x ..., its noisy measurement
+    matrix: Tensor  # the operator's dense matrix (float64)
+
+    def posterior_samples(self, n: int, seed: int) -> Tensor:
+        post = self.prior.posterior(self.matrix, self.noise.sigma, self.y)
+        return (
+            post.sample(n, torch.Generator().manual_seed(seed))
+            .float()
+            .reshape(n, *self.prior.in_shape)
+        )
+
+
+def make_problem(
+    kind: str, sigma_y: float = SIGMA_Y, prior: GaussianMixturePrior | None = None
+) -> Problem:
+    """The fixed problem: ``y = A x + N(0, sigma_y^2)`` with ``x`` drawn from the prior."""
+    prior = prior if prior is not None else make_gmm_prior()
+    op = make_operator(kind, prior.in_shape)
+    g = torch.Generator().manual_seed(PROBLEM_SEED)
+    x = prior.sample(1, g)
+    noise = Gaussian(sigma_y)
+    with torch.no_grad():
+        y = noise(op(x), g)
+        # Keep only the measured components: an inpainting ``y`` is zero at the missing pixels
+        # (the operators' contract), so noise drawn there is removed: y <- U 1[s > 0] U^T y.
+        measured = (op.singular_values > 0).to(y.dtype)
+        y = op.U(measured * op.Ut(y))
+    return Problem(prior, op, noise, x, y, op.matrix())
+
+
+@dataclass
+class PosteriorDistance:
+    """Sliced-Wasserstein distances to one set of exact posterior samples."""
+
+    solver: float  # solver samples vs exact posterior
+    prior: float  # exact prior samples vs exact posterior
+    exact: float  # a second exact posterior set vs the first (the sampling-noise floor)
+    samples: Tensor  # the solver's samples (n x C x H x W)
+
+    def __iter__(self):  # unpack as (solver, prior, exact)
+        return iter((self.solver, self.prior, self.exact))
+
+    @property
+    def ratio(self) -> float:
+        return self.solver / self.prior
+
+
+def run_solver(
+    name: str, problem: Problem, n: int, steps: int, seed: int = 0, **hyper: Any
+) -> Tensor:
+    """``n`` posterior samples for the problem's single ``y`` (repeated ``n`` times, one batch)."""
+    y = problem.y.expand(n, *problem.y.shape[1:]).contiguous()
+    return invdiff.solve(
+        name,
+        prior=problem.prior,
+        operator=problem.operator,
+        y=y,
+        noise=problem.noise,
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        **hyper,
+    )
+
+
+def posterior_distance(
+    solver_name: str,
+    operator_kind: str = "inpainting",
+    n: int = 256,
+    steps: int = 100,
+    *,
+    seed: int = 0,
+    sigma_y: float = SIGMA_Y,
+    problem: Problem | None = None,
+    **hyper: Any,
+) -> PosteriorDistance:
+    """Run ``solver_name`` on the test bed and return ``(solver, prior, exact)`` SW distances."""
+    problem = problem if problem is not None else make_problem(operator_kind, sigma_y)
+    exact = problem.posterior_samples(n, seed=1000 + seed)
+    exact2 = problem.posterior_samples(n, seed=2000 + seed)
+    prior_samples = problem.prior.sample(n, torch.Generator().manual_seed(3000 + seed))
+    samples = run_solver(solver_name, problem, n, steps, seed=seed, **hyper)
+
+    def sw(a, b):
+        return sliced_wasserstein(a, b, projections=256, generator=torch.Generator().manual_seed(7))
+
+    return PosteriorDistance(
+        sw(samples, exact), sw(prior_samples, exact), sw(exact2, exact), samples
+    )

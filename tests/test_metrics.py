@@ -1,0 +1,91 @@
+"""PSNR and SSIM against scikit-image, per sample, with their input checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+import invdiff
+from invdiff.metrics import psnr, ssim
+
+
+def _pair(n: int, c: int, h: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ref = torch.rand(n, c, h, h, generator=g) * 2 - 1
+    x = ref + noise * torch.randn(n, c, h, h, generator=g)  # leaves [-1, 1]: metrics clamp
+    return x, ref
+
+
+def _unit(x: torch.Tensor) -> np.ndarray:
+    return ((x.double() + 1) / 2).clamp(0, 1).numpy()
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 32), (3, 3, 24), (2, 3, 11)])
+def test_psnr_and_ssim_equal_skimage_per_sample(shape):
+    n, c, h = shape
+    x, ref = _pair(n, c, h, noise=0.15 + 0.1 * c)
+    x[0] = ref[0] + 0.5 * (x[0] - ref[0])  # samples of different quality
+    p, s = psnr(x, ref), ssim(x, ref)
+    assert p.shape == s.shape == (n,)
+    xu, ru = _unit(x), _unit(ref)
+    for i in range(n):
+        p_ref = peak_signal_noise_ratio(ru[i], xu[i], data_range=1.0)
+        s_ref = structural_similarity(
+            ru[i],
+            xu[i],
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=0,
+        )
+        assert float(p[i]) == pytest.approx(p_ref, abs=1e-4)
+        assert float(s[i]) == pytest.approx(s_ref, abs=1e-5)
+    assert p[0] > p[1:].max() and s[0] > s[1:].max()
+
+
+def test_values_are_per_sample_and_batch_independent():
+    x, ref = _pair(3, 1, 16, noise=0.2)
+    for metric in (psnr, ssim):
+        whole = metric(x, ref)
+        alone = torch.cat([metric(x[i : i + 1], ref[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(whole, alone)
+
+
+def test_known_values():
+    ref = torch.zeros(2, 1, 16, 16)
+    x = ref.clone()
+    x[1] += 0.2  # 0.1 on [0, 1]: MSE 0.01 -> 20 dB
+    p = psnr(x, ref)
+    assert math.isinf(float(p[0])) and float(p[1]) == pytest.approx(20.0, abs=1e-4)
+    assert float(ssim(ref, ref)[0]) == pytest.approx(1.0, abs=1e-6)
+    assert invdiff.metrics.psnr is psnr
+
+
+def test_estimate_is_clamped_and_nan_sample_is_nan():
+    x, ref = _pair(3, 1, 16, noise=0.1)
+    far = x.clone()
+    far[0] = 5.0  # clamped to 1, as an 8-bit image file would be
+    assert float(psnr(far, ref)[0]) == pytest.approx(float(psnr(torch.ones_like(x), ref)[0]))
+    x[1, 0, 0, 0] = float("nan")
+    for metric in (psnr, ssim):
+        v = metric(x, ref)
+        assert math.isnan(float(v[1])) and torch.isfinite(v[[0, 2]]).all()
+
+
+def test_bad_inputs_are_named():
+    x, ref = _pair(2, 1, 16, noise=0.1)
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(x, ref[:1])
+    with pytest.raises(ValueError, match=r"ref must lie in \[-1, 1\].*from_unit"):
+        psnr(x, (ref + 1) / 2 + 0.5)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        ssim(x[0], ref[0])
+    with pytest.raises(ValueError, match="at least 11 x 11"):
+        ssim(x[..., :8, :8], ref[..., :8, :8])
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        psnr(x.numpy(), ref)

@@ -1,0 +1,259 @@
+"""Latent-space solvers: latent_dps, psld, latent_daps.
+
+The exact test double is ``LinearLatentPrior``: a Gaussian mixture on 8-dimensional latents
+(2 x 2 x 2) and a fixed linear decoder ``decode(z) = Q z`` into 1 x 4 x 4 images, with ``Q``
+16 x 8 with orthonormal columns (``encode = Q^T``, so ``encode(decode(z)) = z``). For
+``y = A Q z + n`` the latent posterior is the closed-form mixture posterior with matrix ``A Q``,
+and the image posterior is its image under ``Q``; solver samples are compared with it by the
+sliced-Wasserstein distance in image space.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from solver_testbed import SIGMA_Y, SquashOperator, make_gmm_prior, make_operator
+from torch import Tensor
+
+import invdiff
+from invdiff.metrics import sliced_wasserstein
+from invdiff.noise import Gaussian, Poisson
+from invdiff.priors.base import LatentPrior
+from invdiff.priors.gmm import GaussianMixturePrior
+from invdiff.solvers import SolverMismatchError, Step
+
+LATENT_SOLVERS = ("latent_dps", "psld", "latent_daps")
+IMAGE_SHAPE = (1, 4, 4)
+LATENT_SHAPE = (2, 2, 2)
+#: Latent DAPS on the double: tau = sigma_y samples the stated likelihood; sigma_min = 0.02 as for
+#: pixel DAPS (``tests/test_solvers_b.py``); the decoder has unit gain, so lr = 4e-4 keeps the
+#: Langevin step stable (lr (1/r^2 + 1/tau^2) < 2 down to r = 0.02) with 50 steps per level.
+DAPS_DOUBLE = dict(ode_steps=2, langevin_steps=50, sigma_min=0.02, lr=4e-4, tau=SIGMA_Y)
+CHEAP = {"latent_dps": {}, "psld": {}, "latent_daps": dict(ode_steps=2, langevin_steps=3)}
+
+
+class LinearLatentPrior(LatentPrior):
+    """A Gaussian-mixture latent prior with an orthonormal linear decoder (exact test double)."""
+
+    def __init__(
+        self, latent: GaussianMixturePrior, decoder: Tensor, image_shape: tuple[int, int, int]
+    ):
+        super().__init__()
+        self.latent = latent
+        self.in_shape, self.sigmas = latent.in_shape, latent.sigmas
+        self.image_shape = image_shape
+        self.q = decoder.float()  # D x d, orthonormal columns
+        self.q64 = decoder.double()
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        return self.latent.denoise(x, sigma, cond)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return (z.reshape(z.shape[0], -1) @ self.q.T).reshape(z.shape[0], *self.image_shape)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return (x.reshape(x.shape[0], -1) @ self.q).reshape(x.shape[0], *self.in_shape)
+
+
+def make_latent_prior() -> LinearLatentPrior:
+    g = torch.Generator().manual_seed(4)
+    latent = GaussianMixturePrior.random(8, 3, in_shape=LATENT_SHAPE, generator=g, scale=0.7)
+    q, _ = torch.linalg.qr(torch.randn(16, 8, generator=g, dtype=torch.float64))
+    return LinearLatentPrior(latent, q, IMAGE_SHAPE)
+
+
+class LatentProblem:
+    def __init__(self, kind: str = "cs"):
+        self.prior = make_latent_prior()
+        self.operator = make_operator(kind, IMAGE_SHAPE)
+        self.noise = Gaussian(SIGMA_Y)
+        g = torch.Generator().manual_seed(2)
+        z = self.prior.latent.sample(1, g)
+        self.x = self.prior.decode(z)
+        self.y = self.noise(self.operator(self.x), g)
+        self.matrix = self.operator.matrix()  # m x 16, float64
+
+    def posterior_images(self, n: int, seed: int) -> Tensor:
+        post = self.prior.latent.posterior(self.matrix @ self.prior.q64, SIGMA_Y, self.y)
+        z = post.sample(n, torch.Generator().manual_seed(seed))
+        return (z @ self.prior.q64.T).float().reshape(n, *IMAGE_SHAPE)
+
+    def prior_images(self, n: int, seed: int) -> Tensor:
+        return self.prior.decode(self.prior.latent.sample(n, torch.Generator().manual_seed(seed)))
+
+    def solve(self, name: str, y: Tensor, steps: int, seed: int = 0, **hyper) -> Tensor:
+        return invdiff.solve(
+            name,
+            prior=self.prior,
+            operator=self.operator,
+            y=y,
+            noise=self.noise,
+            steps=steps,
+            generator=torch.Generator().manual_seed(seed),
+            **hyper,
+        )
+
+
+@pytest.fixture(scope="module")
+def problem() -> LatentProblem:
+    return LatentProblem("cs")
+
+
+def _distances(problem: LatentProblem, name: str, n: int, steps: int, **hyper):
+    y = problem.y.expand(n, *problem.y.shape[1:]).contiguous()
+    x = problem.solve(name, y, steps, **hyper)
+    exact = problem.posterior_images(n, 1000)
+    sw = lambda a, b: sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(7))  # noqa: E731
+    return (
+        sw(x, exact),
+        sw(problem.prior_images(n, 3000), exact),
+        sw(problem.posterior_images(n, 2000), exact),
+    )
+
+
+def test_the_double_is_exact(problem):
+    # sanity of the test double itself: encode inverts decode; the posterior is consistent with y
+    z = problem.prior.latent.sample(5, torch.Generator().manual_seed(0))
+    assert torch.allclose(problem.prior.encode(problem.prior.decode(z)), z, atol=1e-5)
+    post = problem.posterior_images(512, 0)
+    rms = (problem.operator(post) - problem.y).pow(2).mean().sqrt()
+    assert float(rms) < 2 * SIGMA_Y
+
+
+# Bounds (exact floor about 0.015, prior about 0.34 from the posterior; measured values noted):
+# latent DPS / PSLD are DPS-type approximations (the Tweedie estimate stands in for the
+# posterior of z0 given z_t). DPS's step zeta' is tuned per task in the paper (0.3 to 1); on this
+# 16-d problem zeta' = 1 overshoots (measured ratio 0.46), zeta' = 0.5 gives 0.19 (latent DPS)
+# and, with PSLD's gamma halved alongside, 0.20 (PSLD): bound 0.3 x prior, the upper end of what
+# the design notes report for pixel DPS. Latent DAPS with the likelihood's own tau is nearly
+# exact (measured 0.10): bound 0.2 x prior.
+BOUNDS = {"latent_dps": 0.3, "psld": 0.3, "latent_daps": 0.2}
+STEPS = {"latent_dps": 100, "psld": 100, "latent_daps": 20}
+TESTBED = {
+    "latent_dps": dict(zeta=0.5),
+    "psld": dict(omega=0.5, gamma=0.05),
+    "latent_daps": DAPS_DOUBLE,
+}
+
+
+@pytest.mark.parametrize("name", LATENT_SOLVERS)
+def test_latent_solvers_approach_the_exact_posterior(name, problem):
+    d, prior_d, floor = _distances(problem, name, 256, STEPS[name], **TESTBED[name])
+    assert d < BOUNDS[name] * prior_d, (d, prior_d, floor)
+
+
+@pytest.mark.parametrize("name", LATENT_SOLVERS)
+def test_latent_batch_independence_and_determinism(name, problem):
+    other = problem.prior_images(2, 11)
+    y_a = torch.cat([problem.y, problem.operator(other[:1])])
+    y_b = torch.cat([problem.y, 5 * problem.operator(other[1:])])
+    a = problem.solve(name, y_a, 6, **CHEAP[name])
+    b = problem.solve(name, y_b, 6, **CHEAP[name])
+    assert torch.allclose(a[0], b[0], atol=1e-5), (a[0] - b[0]).abs().max()
+    assert torch.equal(a, problem.solve(name, y_a, 6, **CHEAP[name]))
+    assert not torch.allclose(a, problem.solve(name, y_a, 6, seed=1, **CHEAP[name]))
+
+
+@pytest.mark.parametrize("name", LATENT_SOLVERS)
+def test_latent_callback_and_nfe(name, problem):
+    seen: list[Step] = []
+    problem.prior.nfe = 0
+    y = problem.y.expand(2, -1).contiguous()
+    out = invdiff.solve(
+        name,
+        prior=problem.prior,
+        operator=problem.operator,
+        y=y,
+        noise=problem.noise,
+        steps=5,
+        generator=0,
+        callback=seen.append,
+        **CHEAP[name],
+    )
+    assert out.shape == (2, *IMAGE_SHAPE)  # decoded images, not latents
+    assert [s.index for s in seen] == list(range(5))
+    assert all(tuple(s.x.shape[1:]) == LATENT_SHAPE for s in seen)  # the iterate is latent
+    per_step = CHEAP[name].get("ode_steps", 1)
+    assert problem.prior.nfe == 5 * per_step
+
+
+def test_latent_mismatches_fail_before_any_network_evaluation(problem):
+    pixel = make_gmm_prior()
+    y = problem.y.expand(2, -1).contiguous()
+    for name in LATENT_SOLVERS:
+        pixel.nfe = 0
+        with pytest.raises(SolverMismatchError, match="LatentPrior"):
+            invdiff.solve(
+                name,
+                prior=pixel,
+                operator=problem.operator,
+                y=y,
+                noise=problem.noise,
+                steps=3,
+                generator=0,
+            )
+        assert pixel.nfe == 0
+        problem.prior.nfe = 0
+        with pytest.raises(SolverMismatchError):
+            invdiff.solve(
+                name,
+                prior=problem.prior,
+                operator=problem.operator,
+                y=y,
+                noise=Poisson(10.0),
+                steps=3,
+                generator=0,
+            )
+        wrong = invdiff.operators.get("identity", in_shape=(1, 8, 8))
+        with pytest.raises(ValueError, match="shape"):
+            invdiff.solve(
+                name,
+                prior=problem.prior,
+                operator=wrong,
+                y=torch.zeros(1, 1, 8, 8),
+                noise=problem.noise,
+                steps=3,
+                generator=0,
+            )
+        assert problem.prior.nfe == 0
+    # PSLD's gluing term needs a linear operator
+    with pytest.raises(SolverMismatchError, match="LinearOperator"):
+        invdiff.solve(
+            "psld",
+            prior=problem.prior,
+            operator=SquashOperator(IMAGE_SHAPE),
+            y=torch.zeros(1, *IMAGE_SHAPE),
+            noise=problem.noise,
+            steps=3,
+            generator=0,
+        )
+    assert problem.prior.nfe == 0
+
+
+def test_nonlinear_operator_for_latent_dps_and_latent_daps(problem):
+    op = SquashOperator(IMAGE_SHAPE)
+    x = problem.prior_images(4, 5)
+    y = torch.tanh(2 * x)
+    for name in ("latent_dps", "latent_daps"):
+        hyper = (
+            dict(ode_steps=1, langevin_steps=20, lr=2e-4, tau=SIGMA_Y, sigma_min=0.02)
+            if name == "latent_daps"
+            else {}
+        )
+        out = invdiff.solve(
+            name,
+            prior=problem.prior,
+            operator=op,
+            y=y,
+            noise=problem.noise,
+            steps=20,
+            generator=0,
+            **hyper,
+        )
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        fit = (torch.tanh(2 * out) - y).pow(2).mean()
+        ref = (torch.tanh(2 * problem.prior_images(4, 9)) - y).pow(2).mean()
+        assert fit < ref, (name, float(fit), float(ref))
+    assert math.isfinite(float(fit))
