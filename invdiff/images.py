@@ -25,12 +25,14 @@ def check_image(
     channels: int | None = None,
     size: Sequence[int] | None = None,
     check_range: bool = True,
+    check_values: bool = True,
 ) -> Tensor:
     """Validate a batch of images and return it unchanged.
 
     Raises a ``TypeError``/``ValueError`` naming ``name`` and the expected value for a
     non-tensor, a wrong number of dimensions, a non-float dtype, NaN/Inf, a wrong channel
-    count or size, or (``check_range``) values outside [-1, 1].
+    count or size, or (``check_range``) values outside [-1, 1]. ``check_values=False`` keeps
+    only the checks of metadata (type, shape, dtype): reading values waits for the device.
     """
     if not isinstance(x, Tensor):
         raise TypeError(
@@ -46,7 +48,7 @@ def check_image(
             f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
             "convert uint8 images with invdiff.images.from_uint8"
         )
-    if not torch.isfinite(x).all():
+    if check_values and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(
@@ -54,7 +56,7 @@ def check_image(
         )
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise ValueError(f"{name} must be {tuple(size)} pixels (H, W), got {tuple(x.shape[-2:])}")
-    if check_range and x.numel():
+    if check_values and check_range and x.numel():
         lo, hi = float(x.min()), float(x.max())
         if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
             hint = " (looks like [0, 255]: use from_uint8)" if hi > 2 else ""

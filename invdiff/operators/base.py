@@ -8,9 +8,10 @@ parameters (masks, kernels) are drawn from a generator or read from a bank at co
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import torch
@@ -37,6 +38,10 @@ class Operator(nn.Module):
         self.in_shape = tuple(int(s) for s in in_shape)
         # float64 masters of buffers computed in float64 (see register_precise_buffer)
         self._precise: dict[str, Tensor] = {}
+        # NaN/Inf checks read values, which waits for the device; solvers switch them off
+        # inside their loops (see ``trusted``) once ``solve`` has checked its inputs.
+        self._check_values = True
+        self._out_shape: tuple[int, ...] | None = None
 
     def register_precise_buffer(self, name: str, value: Tensor) -> None:
         """Register a float buffer computed in float64: kept as float32 (the package's dtype),
@@ -68,9 +73,22 @@ class Operator(nn.Module):
             (g,) = torch.autograd.grad(y, x, grad_outputs=v)
         return g
 
+    @contextlib.contextmanager
+    def trusted(self) -> Iterator[Operator]:
+        """Within this block the operator checks shapes and dtypes but not values.
+
+        ``invdiff.solve`` checks ``y`` once and then runs the solver inside this block, so an
+        inner loop never waits for the device to answer "any NaN?" at every step.
+        """
+        previous, self._check_values = self._check_values, False
+        try:
+            yield self
+        finally:
+            self._check_values = previous
+
     def check_input(self, x: Tensor, name: str = "x", check_range: bool = False) -> Tensor:
         """Validate that ``x`` is a batch of images of this operator's input shape."""
-        check_image(x, name, check_range=check_range)
+        check_image(x, name, check_range=check_range, check_values=self._check_values)
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"{type(self).__name__} expects {name} of shape "
@@ -91,13 +109,18 @@ class Operator(nn.Module):
                 f"{type(self).__name__} expects {name} of shape N x {' x '.join(map(str, shape))}, "
                 f"got {tuple(y.shape)}"
             )
-        if not torch.isfinite(y).all():
+        if self._check_values and not torch.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or Inf values")
         return y
 
-    @torch.no_grad()
     def out_shape(self) -> tuple[int, ...]:
-        """Shape of one measurement (without the batch dimension)."""
+        """Shape of one measurement (without the batch dimension); computed once."""
+        if self._out_shape is None:
+            self._out_shape = self._probe_out_shape()
+        return self._out_shape
+
+    @torch.no_grad()
+    def _probe_out_shape(self) -> tuple[int, ...]:
         p = next(iter(self.buffers()), None)
         dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
         x = torch.zeros(

@@ -183,7 +183,11 @@ def load_unet_and_scheduler(folder: Path, *, device: str | torch.device = "cpu")
     from diffusers import DDPMScheduler, UNet2DModel
 
     require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
-    unet = UNet2DModel.from_pretrained(folder / "unet", local_files_only=True).float().to(device)
+    unet = (
+        UNet2DModel.from_pretrained(folder / "unet", local_files_only=True, low_cpu_mem_usage=False)
+        .float()
+        .to(device)
+    )
     scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
     return unet, scheduler
 
@@ -193,4 +197,8 @@ def load_vae(subfolder: Path, *, device: str | torch.device = "cpu"):  # noqa: A
     from diffusers import AutoencoderKL
 
     require_folder(subfolder, ["config.json", WEIGHTS_FILE])
-    return AutoencoderKL.from_pretrained(subfolder, local_files_only=True).float().to(device)
+    return (
+        AutoencoderKL.from_pretrained(subfolder, local_files_only=True, low_cpu_mem_usage=False)
+        .float()
+        .to(device)
+    )

@@ -133,7 +133,11 @@ class PixelPrior(Prior):
 
         folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
         unet = (
-            UNet2DModel.from_pretrained(folder / "unet", local_files_only=True).float().to(device)
+            UNet2DModel.from_pretrained(
+                folder / "unet", local_files_only=True, low_cpu_mem_usage=False
+            )
+            .float()
+            .to(device)
         )
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
         return cls(unet, scheduler, name=name or folder.name)

@@ -93,9 +93,10 @@ def solve(
             "(invdiff never uses global randomness), "
             f"got {type(generator).__name__}"
         )
-    return solver(
-        prior, operator, y, noise, steps=steps, generator=generator, callback=callback, **hyper
-    )
+    with operator.trusted():
+        return solver(
+            prior, operator, y, noise, steps=steps, generator=generator, callback=callback, **hyper
+        )
 
 
 __all__ = ["Callback", "Solver", "SolverMismatchError", "Step", "get", "names", "solve"]

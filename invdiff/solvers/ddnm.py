@@ -55,7 +55,12 @@ class DDNM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"eta": 1.0, "travel_length": 1, "travel_repeat": 1}
+    defaults: ClassVar[dict[str, Any]] = {
+        "eta": 1.0,
+        "travel_length": 1,
+        "travel_repeat": 1,
+        "rcond": 3e-2,
+    }
 
     def __call__(
         self,
@@ -80,7 +85,11 @@ class DDNM(Solver):
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)
 
-        ybar, s, observed = spectral_measurement(operator, y)
+        # singular values below rcond * max(s) count as zero when y is noisy (the DDRM / DDNM
+        # code's 3e-2 for deblurring): y / s_i there is mostly the same noise realisation at
+        # every step, which Eq. 19 treats as fresh, and it compounds over the steps
+        rcond = float(hp["rcond"]) if sigma_y > 0 else 1e-6
+        ybar, s, observed = spectral_measurement(operator, y, rcond=rcond)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
 

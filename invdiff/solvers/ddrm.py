@@ -95,10 +95,12 @@ class DDRM(Solver):
         level_y_safe = torch.where(observed & (level_y > 0), level_y, torch.ones_like(s))
         eps = torch.empty((n, dim), device=generator.device)
 
-        # Eq. 7
+        # Eq. 7. It assumes sigma_T > sigma_y / s_i; a coordinate measured more noisily than
+        # that (a tiny singular value of a blur) carries no information at sigma_T, and
+        # ybar_i = y_i / s_i would start the chain far off: it starts as unobserved.
         start = sigmas[0]
         xbar = torch.where(
-            observed,
+            observed & (level_y < start),
             ybar
             + (start**2 - level_y.clamp_max(start) ** 2).sqrt()
             * eps.normal_(generator=generator).to(device),

@@ -12,14 +12,17 @@ data of unit variance; in VP terms ``1 - abar_t``). For an ``SVDOperator`` the i
 exact: ``A^T (r^2 A A^T + sigma_y^2 I)^{-1} v = V diag(s / (r^2 s^2 + sigma_y^2)) U^T v``. (This
 implementation needs the SVD; no conjugate gradients.)
 
-The guidance enters the DDIM step (Alg. 1) as a correction of the score: in sigma-space
-(``x_sigma = x_t / sqrt(abar_t)``, the prior's convention) Tweedie's formula turns the
-conditional score ``score + g`` into the corrected estimate ``x0' = x0_hat + s_a^2 g`` and
-``eps' = (x_a - x0') / s_a``, and the DDIM step (Song et al. 2021, Eq. 12) from ``s_a`` to
-``s_b`` is ``x_b = x0' + c eps' + std z`` with ``std = eta s_b sqrt(1 - s_b^2/s_a^2)``,
-``c = sqrt(s_b^2 - std^2)``. The paper's setting: ``eta = 1`` and 100 steps.
-For a noiseless ``y`` close to ``sigma = 0`` the correction becomes ``A^+ (y - A x0_hat)``:
-the final sample is consistent with ``y``. No clamping.
+The guidance is added to the DDIM step (Alg. 1: ``x_{t-1} = DDIM(x0_hat, eps_hat) + w_t g``).
+In sigma-space (``x_sigma = x_t / sqrt(abar_t)``, the prior's convention) the step from ``s_a``
+to ``s_b`` is ``x_b = x0_hat + c eps_hat + std z + scale * r_a^2 g`` with
+``std = eta s_b sqrt(1 - s_b^2/s_a^2)``, ``c = sqrt(s_b^2 - std^2)`` (Song et al. 2021,
+Eq. 12). The weight ``r_a^2`` makes the correction ``J^T V diag(r^2 s / (r^2 s^2 + sigma_y^2))
+U^T (y - A x0_hat)``: for noiseless data that is ``J^T A^+ (y - A x0_hat)``, the pseudoinverse
+guidance of public reimplementations (azula: VP weight ``sqrt(abar_t) sqrt(abar_s)``), with the
+``1/r_t^2`` of Eq. 7 folded in). The Tweedie-exact weight ``s_a^2 - s_b^2`` instead grows like
+``s_a^2`` and diverges on a trained network at high noise (measured: NaN after 25 steps on the
+Fashion-MNIST prior; 18.7 dB with this weight on 4x super-resolution). The paper's setting:
+``eta = 1``, 100 steps. No clamping.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class PiGDM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"eta": 1.0}
+    defaults: ClassVar[dict[str, Any]] = {"eta": 1.0, "scale": 1.0}
     differentiates_prior = True
 
     def __call__(
@@ -61,7 +64,7 @@ class PiGDM(Solver):
     ) -> Tensor:
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        eta = float(hp["eta"])
+        eta, scale = float(hp["eta"]), float(hp["scale"])
         if not 0 <= eta <= 1:
             raise ValueError(f"pigdm: eta must lie in [0, 1], got {eta}")
         sigma_y = gaussian_sigma(noise)
@@ -90,11 +93,11 @@ class PiGDM(Solver):
                 resid = ut_y - s * operator.Vt(x0.detach())[:, :m]
                 v = operator.V(operator.pad_spectral(weight * resid))
                 (g,) = torch.autograd.grad(x0, xa, grad_outputs=v)
-            x0 = x0.detach() + sa**2 * g
+            x0 = x0.detach()
             eps = (xa.detach() - x0) / sa
             std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
             c = math.sqrt(max(sb**2 - std**2, 0.0))
-            x = x0 + c * eps
+            x = x0 + c * eps + (scale * r2) * g
             if std > 0:
                 x = x + std * z.normal_(generator=generator).to(device)
             if callback is not None:

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from invdiff.noise import Gaussian, Noise
-from invdiff.operators.base import LinearOperator, Operator
+from invdiff.noise import Gaussian, Noise, gaussian_sigma
+from invdiff.operators.base import LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
@@ -50,6 +50,7 @@ class REDDiff(Solver):
         "beta1": 0.9,
         "beta2": 0.99,
         "adam_eps": 1e-8,
+        "rcond": 3e-2,
     }
 
     def __call__(
@@ -83,7 +84,12 @@ class REDDiff(Solver):
         obs_scale = float(hp["obs_weight"]) / math.prod(y.shape[1:])  # d/dmu of w/2 mean(e^2)
         linear = isinstance(operator, LinearOperator)
         with torch.no_grad():
-            if linear:
+            if isinstance(operator, SVDOperator):
+                # the released code's A^+ drops singular values below 3e-2 (DDRM's operators):
+                # the full pseudo-inverse of a noisy blur is noise amplified a million-fold
+                rcond = float(hp["rcond"]) if gaussian_sigma(noise) > 0 else 1e-6
+                mu = operator.pinv(y, rcond=rcond).to(prior.device).clone()
+            elif linear:
                 mu = operator.pinv(y).to(prior.device).clone()
             else:
                 mu = torch.zeros((n, *prior.in_shape), device=prior.device)
