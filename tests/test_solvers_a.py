@@ -22,8 +22,8 @@ from solver_testbed import (
 )
 
 import invdiff
-from invdiff.priors.gmm import GaussianMixturePrior
 from invdiff.noise import Gaussian, Poisson
+from invdiff.priors.gmm import GaussianMixturePrior
 from invdiff.solvers import SolverMismatchError
 from invdiff.solvers.repaint import jump_schedule
 
