@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "--names", nargs="+", default=list(DEFAULT_NAMES), help="zoo names or folders"
     )
     parser.add_argument(
-        "--n-fid", type=int, default=200, help="samples (and test images) for FID/KID"
+        "--n-fid", type=int, default=1000, help="samples (and test images) for FID/KID"
     )
     parser.add_argument("--n-denoise", type=int, default=100, help="test images for denoising PSNR")
     parser.add_argument("--n-sr", type=int, default=32, help="test images for super-resolution")

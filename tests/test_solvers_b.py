@@ -385,3 +385,13 @@ def test_sr3_plumbing_on_a_tiny_sr3_prior():
             generator=0,
         )
     assert prior.nfe == 0
+
+
+def test_daps_paper_defaults_stay_finite_on_a_dense_sensing_matrix(cs_problem):
+    """The paper's lr = tau^2 gives lr * ||A||^2 / tau^2 = 5.8 on this matrix: unadjusted
+    Langevin diverges (NaN) unless lr is capped at tau^2 / ||A||^2."""
+    assert float(cs_problem.operator.singular_values.max()) ** 2 > 2
+    y = cs_problem.y.expand(8, -1).contiguous()
+    x = _solve("daps", cs_problem, y, steps=5, ode_steps=1, langevin_steps=50)
+    assert torch.isfinite(x).all()
+    assert x.abs().max() < 5

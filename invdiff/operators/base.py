@@ -244,3 +244,22 @@ class SVDOperator(LinearOperator):
         keep = s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
         inv = torch.where(keep, 1 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
         return self.V(self.pad_spectral(inv * self.Ut(y)))
+
+
+def operator_norm_sq(
+    operator: LinearOperator,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    device: torch.device,
+) -> Tensor:
+    """``||A||^2`` (largest eigenvalue of ``A^T A``) as a 0-d tensor, without host syncs."""
+    if isinstance(operator, SVDOperator):
+        return operator.singular_values.abs().max().to(device) ** 2
+    v = torch.randn((1, *shape), generator=generator, device=generator.device).to(device)
+    estimate = torch.ones((), device=device)
+    for _ in range(30):
+        v = v / v.norm().clamp_min(1e-30)
+        w = operator.adjoint(operator(v))
+        estimate = (v * w).sum()
+        v = w
+    return estimate * 1.01  # power iteration approaches from below

@@ -28,6 +28,11 @@ def names() -> list[str]:
 
 def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
     """Load a shipped prior by name, or a prior folder from disk (never from a hub)."""
+    if not isinstance(name_or_folder, str | Path):
+        raise TypeError(
+            "name_or_folder must be a shipped prior name "
+            f"({', '.join(names())}) or a folder path, got {name_or_folder!r}"
+        )
     key = str(name_or_folder)
     if key in names():
         folder = ZOO_DIR / key

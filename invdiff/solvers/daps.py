@@ -19,7 +19,9 @@ vector-Jacobian product is used. ``defaults`` are the paper's DAPS-1K settings f
 diffusion (200 annealing steps x 5 ODE steps = 1000 network evaluations; Langevin: 100 steps,
 ``lr = 1e-4``, ``tau = 0.01``, ``lr_min_ratio = 0.01``). ``tau`` is the likelihood's standard
 deviation; the paper tunes it (0.01 for sigma_y = 0.05); ``tau = sigma_y`` samples the stated
-posterior. ``steps`` is the number of annealing steps.
+posterior. ``steps`` is the number of annealing steps. For a linear operator ``lr`` is capped at
+``tau^2 / ||A||^2`` so that the Langevin step stays stable on operators of norm above 1 (the
+paper's operators have norm <= 1: nothing changes for them at the paper's settings).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from invdiff.noise import Gaussian, Noise
-from invdiff.operators.base import LinearOperator, Operator
+from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import karras_sigmas
@@ -195,6 +197,12 @@ class DAPS(Solver):
         check_hyper(hp)
         check_shapes(prior.in_shape, operator, y)
         grad = pixel_data_gradient(operator, y, float(hp["tau"]))
+        if isinstance(operator, LinearOperator):
+            # the data term's curvature is ||A||^2 / tau^2 and the paper's lr = tau^2 = 1e-4
+            # puts lr * curvature at 1 for its operators (||A|| <= 1); a dense sensing matrix
+            # (||A||^2 ~ 9) would diverge: lr is capped at tau^2 / ||A||^2
+            norm_sq = float(operator_norm_sq(operator, operator.in_shape, generator, y.device))
+            hp["lr"] = min(float(hp["lr"]), float(hp["tau"]) ** 2 / norm_sq)
         with torch.no_grad():
             return anneal(
                 prior,

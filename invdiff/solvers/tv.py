@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from invdiff.noise import Gaussian, Noise, Poisson
-from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver, Step
@@ -60,25 +60,6 @@ def gradient_adjoint(q: Tensor) -> Tensor:
     out[..., :-1, :] -= qv[..., :-1, :]
     out[..., 1:, :] += qv[..., :-1, :]
     return out
-
-
-def operator_norm_sq(
-    operator: LinearOperator,
-    shape: tuple[int, ...],
-    generator: torch.Generator,
-    device: torch.device,
-) -> Tensor:
-    """``||A||^2`` (largest eigenvalue of ``A^T A``) as a 0-d tensor, without host syncs."""
-    if isinstance(operator, SVDOperator):
-        return operator.singular_values.abs().max().to(device) ** 2
-    v = torch.randn((1, *shape), generator=generator, device=generator.device).to(device)
-    estimate = torch.ones((), device=device)
-    for _ in range(30):
-        v = v / v.norm().clamp_min(1e-30)
-        w = operator.adjoint(operator(v))
-        estimate = (v * w).sum()
-        v = w
-    return estimate * 1.01  # power iteration approaches from below
 
 
 @SOLVERS.register("tv")
