@@ -73,18 +73,21 @@ def regularised_cg(
     return x
 
 
-def svd_proximal(operator: SVDOperator, uty: Tensor, x0: Tensor, rho: float) -> Tensor:
+def svd_proximal(
+    operator: SVDOperator, uty: Tensor, x0: Tensor, rho: float, rcond: float = 1e-6
+) -> Tensor:
     """Closed-form ``argmin_x ||y - A x||^2 + rho ||x - x0||^2`` in the SVD basis.
 
-    ``uty = U^T y`` (computed once). Coordinates with ``s_i = 0`` keep ``x0``; with ``rho = 0``
-    the observed coordinates are set to ``(U^T y)_i / s_i`` (a projection).
+    ``uty = U^T y`` (computed once). Coordinates with ``s_i <= rcond * max(s)`` keep ``x0``
+    (as ``pinv`` does: a singular value at round-off level would divide the round-off of ``y``
+    by itself); with ``rho = 0`` the others are set to ``(U^T y)_i / s_i`` (a projection).
     """
     s = operator.singular_values
     m = s.numel()
     z = operator.Vt(x0)
     zm = z[:, :m]
     denom = s * s + rho
-    safe = denom > 0
+    safe = s.abs() > rcond * s.abs().max()
     new = torch.where(
         safe, (s * uty + rho * zm) / torch.where(safe, denom, torch.ones_like(denom)), zm
     )

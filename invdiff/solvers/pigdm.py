@@ -73,6 +73,9 @@ class PiGDM(Solver):
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)
         s = operator.singular_values.to(device, y.dtype)
+        # singular values at round-off level count as zero, as in ``pinv`` (for noiseless y the
+        # weight is 1 / s: it would divide the round-off of U^T y by itself)
+        observed = s.abs() > 1e-6 * s.abs().max()
         ut_y = operator.Ut(y)
 
         z = torch.empty(shape, device=generator.device)
@@ -85,8 +88,8 @@ class PiGDM(Solver):
                 # A^T (r^2 A A^T + sigma_y^2)^{-1} (y - A x0_hat) in spectral form
                 denom = r2 * s**2 + sigma_y**2
                 weight = torch.where(
-                    denom > 0,
-                    s / torch.where(denom > 0, denom, torch.ones_like(denom)),
+                    observed,
+                    s / torch.where(observed, denom, torch.ones_like(denom)),
                     torch.zeros_like(s),
                 )
                 m = s.numel()
