@@ -5,8 +5,8 @@ For each solver, one batch (16 Fashion-MNIST test images on CPU) is solved with 
 same count: ``prior.x0`` forward on a batch of the same shape (plus a backward through it for the
 solvers that differentiate the prior, ``differentiates_prior``). The ratio is the solver's
 overhead factor (target <= 1.15 on CPU: the solver's own arithmetic should cost little next to
-the network). For the latent solvers the decoder calls they make are counted and timed
-as network evaluations too.
+the network). For the latent solvers the decoder and encoder calls they make are counted and
+timed as network evaluations too.
 
     python scripts/bench_solver_speed.py                          # zoo/fmnist32-pixel if shipped
     python scripts/bench_solver_speed.py --prior runs/fmnist32-pixel/prior \
@@ -49,36 +49,37 @@ def network_time(prior, shape, count: int, backward: bool, device) -> float:  # 
     return time.perf_counter() - start
 
 
-def decoder_time(prior, shape, forward_only: int, with_backward: int, device) -> float:  # noqa: ANN001
-    """Seconds for the decoder calls a latent solver made (forward, and forward + backward)."""
-    z = torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(0)).to(device)
+def autoencoder_time(fn, x: torch.Tensor, forward_only: int, with_backward: int, device) -> float:  # noqa: ANN001
+    """Seconds for ``forward_only`` calls of ``fn`` (the decoder or the encoder) and
+    ``with_backward`` calls with a backward pass, on an input like ``x``."""
     start = time.perf_counter()
     with torch.no_grad():
         for _ in range(forward_only):
-            prior.decode(z)
+            fn(x)
     for _ in range(with_backward):
         with torch.enable_grad():
-            zi = z.detach().requires_grad_(True)
-            torch.autograd.grad(prior.decode(zi).square().sum(), zi)
+            xi = x.detach().requires_grad_(True)
+            torch.autograd.grad(fn(xi).square().sum(), xi)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-class DecodeCounter:
-    """Counts a latent prior's decoder calls, split by whether autograd was recording."""
+class CallCounter:
+    """Counts calls of a latent prior's ``decode`` or ``encode``, split by whether a backward
+    pass will go through them (autograd recording on an input that requires grad)."""
 
-    def __init__(self, prior):  # noqa: ANN001
-        self.prior, self.original = prior, prior.decode
+    def __init__(self, prior, method: str):  # noqa: ANN001
+        self.original = getattr(prior, method)
         self.forward_only = self.with_backward = 0
-        prior.decode = self
+        setattr(prior, method, self)
 
-    def __call__(self, z):  # noqa: ANN001, ANN204
-        if torch.is_grad_enabled() and z.requires_grad:
+    def __call__(self, x):  # noqa: ANN001, ANN204
+        if torch.is_grad_enabled() and x.requires_grad:
             self.with_backward += 1
         else:
             self.forward_only += 1
-        return self.original(z)
+        return self.original(x)
 
     def reset(self) -> None:
         self.forward_only = self.with_backward = 0
@@ -123,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     priors = {"pixel": invdiff.priors.load(args.prior, device=device)}
-    decodes = None
+    decodes = encodes = None
     if args.latent_prior:
         priors["latent"] = invdiff.priors.load(args.latent_prior, device=device)
-        decodes = DecodeCounter(priors["latent"])
+        decodes = CallCounter(priors["latent"], "decode")
+        encodes = CallCounter(priors["latent"], "encode")
     if args.sr3_prior:
         priors["sr3"] = invdiff.priors.load(args.sr3_prior, device=device)
     pixel = priors["pixel"]
@@ -186,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<12} failed: {type(err).__name__}: {err}")
             continue
         solver_s = net_s = math.inf
+        gen = torch.Generator(device="cpu").manual_seed(0)
         for _ in range(args.repeats):  # the minimum of a few runs: the machine may be shared
             prior.nfe = 0
             if decodes is not None:
                 decodes.reset()
+                encodes.reset()
             start = time.perf_counter()
             run(args.steps)
             if device.type == "cuda":
@@ -201,13 +205,14 @@ def main(argv: list[str] | None = None) -> int:
             net = network_time(
                 prior, (args.batch, *prior.in_shape), nfe, solver.differentiates_prior, device
             )
-            if kind == "latent":  # the decoder is a network too: time the calls the solver made
-                net += decoder_time(
-                    prior,
-                    (args.batch, *prior.in_shape),
-                    decodes.forward_only,
-                    decodes.with_backward,
-                    device,
+            if kind == "latent":  # the autoencoder is a network too: time the calls made
+                z = torch.randn((args.batch, *prior.in_shape), generator=gen).to(device)
+                net += autoencoder_time(
+                    decodes.original, z, decodes.forward_only, decodes.with_backward, device
+                )
+                xs = torch.randn((args.batch, *prior.image_shape), generator=gen).to(device)
+                net += autoencoder_time(
+                    encodes.original, xs, encodes.forward_only, encodes.with_backward, device
                 )
             net_s = min(net_s, net)
         if nfe == 0:
