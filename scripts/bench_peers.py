@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prior", default="fmnist32-pixel", help="pixel prior: zoo name or folder")
     parser.add_argument("--problem", default="fmnist-random70", help="an inpainting problem preset")
-    parser.add_argument("--images", type=int, default=4, help="number of test images")
+    parser.add_argument("--images", type=int, default=32, help="number of test images")
     parser.add_argument("--steps", type=int, default=50, help="network evaluations per solver")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
