@@ -122,7 +122,7 @@ class DiffPIR(Solver):
     ) -> Tensor:
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        lam, zeta = float(hp["lam"]), float(hp["zeta"])
+        lam, zeta, max_step = float(hp["lam"]), float(hp["zeta"]), float(hp["max_step"])
         if not lam > 0:
             raise ValueError(f"lam must be > 0, got {lam}")
         if not 0 <= zeta <= 1:
@@ -158,7 +158,7 @@ class DiffPIR(Solver):
                 elif linear:
                     x0 = regularised_cg(operator, aty + rho * x0, rho, x0, hp["cg_iterations"])
                 else:
-                    step = min(1.0 / (2 * rho), float(hp["max_step"]))
+                    step = min(1.0 / (2 * rho), max_step)
                     x0 = x0 - (2 * step) * operator.vjp(x0, operator(x0) - y)
                 if s_next == 0:
                     x = x0
