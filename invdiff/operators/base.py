@@ -33,15 +33,18 @@ class Operator(nn.Module):
 
     def __init__(self, in_shape: tuple[int, int, int]):
         super().__init__()
-        if len(in_shape) != 3 or any(int(s) <= 0 for s in in_shape):
-            raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
-        self.in_shape = tuple(int(s) for s in in_shape)
+        from invdiff.operators.validation import shape3
+
+        if in_shape is None:
+            raise ValueError("in_shape must be (C, H, W) with positive sizes, got None")
+        self.in_shape = shape3(in_shape)
         # float64 masters of buffers computed in float64 (see register_precise_buffer)
         self._precise: dict[str, Tensor] = {}
         # NaN/Inf checks read values, which waits for the device; solvers switch them off
         # inside their loops (see ``trusted``) once ``solve`` has checked its inputs.
         self._check_values = True
         self._out_shape: tuple[int, ...] | None = None
+        self._measurement_bound: float | None = None
 
     def register_precise_buffer(self, name: str, value: Tensor) -> None:
         """Register a float buffer computed in float64: kept as float32 (the package's dtype),
@@ -112,6 +115,27 @@ class Operator(nn.Module):
         if self._check_values and not torch.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or Inf values")
         return y
+
+    @torch.no_grad()
+    def measurement_bound(self) -> float:
+        """The largest ``|A(x)|`` seen over extreme images in [-1, 1] (computed once).
+
+        The probes are the constant images +1 and -1 and two random sign images. For an
+        operator with non-negative weights (blur, pooling, masks) and for phase retrieval the
+        constant images attain the true maximum; for mixed signs (compressed sensing) the
+        random signs give its typical scale. ``invdiff.solve`` allows a margin on top of it.
+        """
+        if self._measurement_bound is None:
+            p = next(iter(self.buffers()), None)
+            device = p.device if p is not None else None
+            g = torch.Generator().manual_seed(0)
+            signs = torch.randint(0, 2, (2, *self.in_shape), generator=g).float() * 2 - 1
+            probes = torch.cat([torch.ones(1, *self.in_shape), -torch.ones(1, *self.in_shape)])
+            probes = torch.cat([probes, signs]).to(device)
+            with self.trusted():
+                y = torch.cat([self.forward(probes[i : i + 1]) for i in range(len(probes))])
+            self._measurement_bound = float(y.abs().max()) if y.numel() else 0.0
+        return self._measurement_bound
 
     def out_shape(self) -> tuple[int, ...]:
         """Shape of one measurement (without the batch dimension); computed once."""

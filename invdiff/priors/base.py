@@ -39,6 +39,9 @@ class Prior(ABC):
     in_shape: tuple[int, int, int]
     #: the model's own noise levels, ascending; ``sigmas[0]`` is the smallest.
     sigmas: Tensor
+    #: the range of the images it models (None: not images, e.g. an analytic test prior),
+    #: which ``invdiff.solve`` uses to refuse measurements no such image can give
+    data_range: tuple[float, float] | None = (-1.0, 1.0)
 
     def __init__(self) -> None:
         #: number of network evaluations so far (benchmarks read and reset it).
