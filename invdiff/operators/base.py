@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 from invdiff.images import check_image
 
+#: magnitudes an operator input never has in a [-1, 1] image pipeline (see ``check_input``)
+IMPLAUSIBLE = 1e4
+
 
 class Operator(nn.Module):
     """A forward model ``y = A(x)``, possibly nonlinear.
@@ -90,8 +93,27 @@ class Operator(nn.Module):
             self._check_values = previous
 
     def check_input(self, x: Tensor, name: str = "x", check_range: bool = False) -> Tensor:
-        """Validate that ``x`` is a batch of images of this operator's input shape."""
+        """Validate that ``x`` is a batch of images of this operator's input shape.
+
+        Operators are also linear maps applied to arbitrary vectors (adjoint tests, conjugate
+        gradients), so outside ``check_range`` only values no [-1, 1] image pipeline produces
+        are refused: non-negative data above 2 (an image in [0, 255]) or magnitudes above
+        ``IMPLAUSIBLE``.
+        """
         check_image(x, name, check_range=check_range, check_values=self._check_values)
+        if self._check_values and not check_range and x.numel():
+            lo, peak = float(x.min()), float(x.abs().max())
+            if lo >= 0 and peak > 2:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has values in [{lo:.3g}, {peak:.3g}], which "
+                    "looks like an image in [0, 255]; images are in [-1, 1]: convert with "
+                    "invdiff.images.from_uint8"
+                )
+            if peak > IMPLAUSIBLE:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has values up to {peak:.3g} in magnitude; "
+                    "images are in [-1, 1] (convert uint8 images with invdiff.images.from_uint8)"
+                )
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"{type(self).__name__} expects {name} of shape "
@@ -187,9 +209,11 @@ class LinearOperator(Operator):
     def pinv(self, y: Tensor, *, iterations: int = 100, tol: float = 1e-6) -> Tensor:
         from invdiff.operators.cg import conjugate_gradient
 
-        return conjugate_gradient(
-            lambda z: self.adjoint(self.forward(z)), self.adjoint(y), iterations=iterations, tol=tol
-        )
+        rhs = self.adjoint(y)  # checks y
+        with self.trusted():  # the iterates are vectors, not images: no value checks on them
+            return conjugate_gradient(
+                lambda z: self.adjoint(self.forward(z)), rhs, iterations=iterations, tol=tol
+            )
 
     def adjoint_by_autograd(self, apply: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
         """``A^T y`` as the vector-Jacobian product of the linear map ``apply`` (exact transpose).

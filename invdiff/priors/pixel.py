@@ -129,15 +129,19 @@ class PixelPrior(Prior):
         """Load a diffusers DDPM folder (``unet/`` + ``scheduler/``) from disk; no hub access."""
         from diffusers import DDPMScheduler, UNet2DModel
 
-        from invdiff.priors.checks import require_folder
+        from invdiff.priors.checks import WEIGHTS_FILE, check_finite, require_folder
 
         folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
         unet = (
             UNet2DModel.from_pretrained(
-                folder / "unet", local_files_only=True, low_cpu_mem_usage=False
+                folder / "unet",
+                local_files_only=True,
+                low_cpu_mem_usage=False,
+                use_safetensors=True,  # never a pickled .bin: loading it could run code
             )
             .float()
             .to(device)
         )
+        check_finite(unet, folder / "unet" / WEIGHTS_FILE)
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
         return cls(unet, scheduler, name=name or folder.name)

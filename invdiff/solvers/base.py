@@ -32,6 +32,11 @@ class SolverMismatchError(TypeError):
     """A solver was paired with an operator, prior or noise model it cannot use."""
 
 
+class ShapeMismatchError(SolverMismatchError, ValueError):
+    """The prior models images of another shape than the operator takes (a value mismatch as
+    much as a pairing one, hence both base classes)."""
+
+
 @dataclass
 class Step:
     """What a callback sees after every solver step."""
@@ -126,7 +131,7 @@ def _check_prior_fits(name: str, requires: type[Prior], prior: Prior, operator: 
     shape = shape or getattr(prior, "in_shape", None)
     if shape is not None and tuple(shape) != tuple(operator.in_shape):
         op_name = operator.registry_name or type(operator).__name__
-        raise SolverMismatchError(
+        raise ShapeMismatchError(
             f"the prior models images of shape {tuple(shape)} (C, H, W) but the operator "
             f"{op_name!r} takes {tuple(operator.in_shape)}:"
             " use a prior trained at the operator's image size, or build the operator with "

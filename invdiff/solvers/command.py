@@ -195,15 +195,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--index must be >= 0, got {args.index}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    data_kwargs: dict[str, Any] = {
+    data_kwargs_known: dict[str, dict[str, Any]] = {
         "fashion_mnist": {"split": "test"},
         "photos": {"size": problem.image_size, "channels": problem.channels},
-    }.get(problem.dataset, {})
-    if not own_images and problem.dataset not in ("fashion_mnist", "photos"):
-        raise ValueError(
-            f"problem {problem.name!r} uses your own images (data set {problem.dataset!r}): "
-            "pass --image FILE"
-        )
+    }
+    data_kwargs = data_kwargs_known.get(problem.dataset, {})
     hyper = _hyperparameters(args.set, solver.defaults)
     solver.hyperparameters(hyper)
     kind = _prior_kind(solver)
@@ -221,6 +217,11 @@ def _run(args: argparse.Namespace) -> int:
     # a mismatch of kind or image shape is reported before any image is loaded
     solver.check(prior, operator, noise)
 
+    if not own_images and problem.dataset not in data_kwargs_known:
+        raise ValueError(
+            f"problem {problem.name!r} uses your own images (data set {problem.dataset!r}): "
+            "pass --image FILE"
+        )
     if own_images:
         x = load_image(args.image, size=problem.image_size, channels=problem.channels, report=_note)
         source = str(args.image)
