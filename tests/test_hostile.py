@@ -561,3 +561,115 @@ def test_bench_limit_then_full_run_is_refused(tiny_bench, tmp_path, capsys):
     (out / "run.json").write_text("{not json")
     code, err = cli(argv, capsys)
     assert code == 2 and "run.json is corrupt" in err
+
+
+# ------------------------------------------------------------------ kill -9 during training
+
+
+def _kill_config(tmp_path: Path, name: str):
+    from invdiff.training import TrainConfig
+
+    return TrainConfig.preset(
+        "pixel",
+        out=str(tmp_path / name),
+        image_size=8,
+        channels=(8, 16),
+        attention=(False, False),
+        norm_groups=4,
+        layers_per_block=1,
+        batch_size=4,
+        steps=4,
+        log_every=1,
+        checkpoint_every=2,
+        sample_every=2,
+        num_samples=1,
+        sample_steps=1,
+        warmup_steps=1,
+    )
+
+
+def _train_killed_at(cfg, data, kill_at: int) -> None:
+    """Train in a forked child that SIGKILLs itself just before its ``kill_at``-th file
+    replacement (a file complete under its temporary name, or a folder half swapped)."""
+    import signal
+
+    from invdiff.training import train
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            torch.set_num_threads(1)
+            real, calls = os.replace, [0]
+
+            def replace(src, dst, *args, **kwargs):
+                calls[0] += 1
+                if calls[0] == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(src, dst, *args, **kwargs)
+
+            os.replace = replace
+            train(cfg, progress=False, data=data)
+        finally:
+            os._exit(3)  # not killed: the kill point was never reached
+    deadline = time.monotonic() + 120
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the training child hung (kill point {kill_at})")
+        time.sleep(0.05)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+
+
+def test_kill_9_then_resume_exports_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    from invdiff.training import train
+    from invdiff.training.loop import load_checkpoint_file
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the children run on one thread: the same arithmetic here
+    try:
+        g = torch.Generator().manual_seed(0)
+        data = (torch.rand(16, 1, 8, 8, generator=g) * 2 - 1, None)
+        targets: list[str] = []
+        real = os.replace
+
+        def record(src, dst, *args, **kwargs):
+            targets.append(Path(dst).name)
+            return real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", record)
+        straight = train(_kill_config(tmp_path, "straight"), progress=False, data=data)
+        monkeypatch.setattr(os, "replace", real)
+        weights = "prior/unet/diffusion_pytorch_model.safetensors"
+        reference = (straight / weights).read_bytes()
+        ckpt = [i + 1 for i, t in enumerate(targets) if t == "checkpoint.safetensors"]
+        export = [i + 1 for i, t in enumerate(targets) if t == "prior"]
+        assert len(ckpt) == 2 and len(export) >= 2
+        points = {
+            ckpt[0],  # the first checkpoint written but not in place
+            ckpt[0] + 1,  # the checkpoint in place, its export not begun
+            ckpt[1],  # the last checkpoint written but not in place
+            export[-1],  # the final export half swapped: no prior/ at all
+            len(targets),  # the very last file of the run
+        }
+        assert len(points) == 5
+        for n in sorted(points):
+            cfg = _kill_config(tmp_path, f"killed{n}")
+            _train_killed_at(cfg, data, n)
+            out = Path(cfg.out)
+            has_checkpoint = (out / "checkpoint.safetensors").is_file()
+            train(cfg, resume=has_checkpoint, progress=False, data=data)
+            assert (out / weights).read_bytes() == reference, n
+            info = json.loads((out / "prior" / "training.json").read_text())
+            assert info["step"] == 4, n
+            assert not [p.name for p in out.iterdir() if p.name.startswith(".")], n
+            a = load_checkpoint_file(out / "checkpoint.safetensors")
+            b = load_checkpoint_file(straight / "checkpoint.safetensors")
+            for key, t in b["ema"]["shadow"].items():
+                assert torch.equal(t, a["ema"]["shadow"][key]), (n, key)
+            assert (out / "samples" / "step_000004.png").is_file()
+    finally:
+        torch.set_num_threads(threads)

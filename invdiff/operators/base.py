@@ -102,7 +102,8 @@ class Operator(nn.Module):
         """
         check_image(x, name, check_range=check_range, check_values=self._check_values)
         if self._check_values and not check_range and x.numel():
-            lo, peak = float(x.min()), float(x.abs().max())
+            values = x.detach()
+            lo, peak = float(values.min()), float(values.abs().max())
             if lo >= 0 and peak > 2:
                 raise ValueError(
                     f"{type(self).__name__}: {name} has values in [{lo:.3g}, {peak:.3g}], which "
