@@ -383,6 +383,17 @@ def parse(
                 solver.hyperparameters(dict(hp))
             except (TypeError, ValueError) as err:
                 errors.append(f"{tag}: {err}")
+                continue
+            for key, value in hp.items():
+                default = solver.defaults.get(key)
+                number = isinstance(default, int | float) and not isinstance(default, bool)
+                if number and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    errors.append(
+                        f"{tag}: hyperparameter {key} must be a number (default {default!r}), "
+                        f"got {value!r}"
+                    )
+                elif isinstance(default, bool) and not isinstance(value, bool):
+                    errors.append(f"{tag}: hyperparameter {key} must be true/false, got {value!r}")
         only = entry.get("problems")
         if only is not None:
             if not isinstance(only, list) or not all(isinstance(p, str) for p in only):
