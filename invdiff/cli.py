@@ -24,8 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):  # noqa: ANN201 - NoReturn in argparse
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="invdiff",
         description="Imaging inverse problems solved with diffusion priors. "
         "Run `invdiff COMMAND --help` for the options of a command.",

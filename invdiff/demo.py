@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
             f"invdiff demo: unknown or unavailable operator(s) {unknown}; "
             f"choose from {', '.join(DEMO_OPERATORS)}"
         )
+    from invdiff.io import check_writable
+
+    check_writable(args.out)
     start = time.perf_counter()
     x = photo(args.photo, args.size, 3)
     rows = degrade(x, list(args.operators), args.sigma_y, args.seed)
