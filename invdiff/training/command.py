@@ -4,8 +4,9 @@ Kinds: ``pixel`` (unconditional DDPM, or class-conditional with --class-conditio
 ``sr3`` (super-resolution x2/x4, --factor), ``autoencoder`` (AutoencoderKL, f=4) and
 ``latent`` (DDPM on the latents of a trained autoencoder, --autoencoder RUN_DIR).
 ``--config small`` is sized for a CPU, ``--config full`` for a GPU; any flag overrides the
-preset. The run folder (--out) collects config.json, loss.csv, samples/*.png, checkpoint.pt
-and the exported EMA model (prior/ or autoencoder/), which `invdiff.priors.load` reads.
+preset. The run folder (--out) collects config.json, loss.csv, samples/*.png,
+checkpoint.safetensors and the exported EMA model (prior/ or autoencoder/), which
+`invdiff.priors.load` reads.
 
 Examples:
   invdiff train pixel --config small --steps 3000 --out runs/pixel
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT/checkpoint.pt (exactly; --steps may grow)",
+        help="continue from OUT/checkpoint.safetensors (exactly; --steps may grow)",
     )
     parser.add_argument("--steps", type=positive_int, help="optimiser steps")
     parser.add_argument("--batch-size", type=positive_int)

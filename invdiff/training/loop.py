@@ -7,6 +7,12 @@ holds the model, the EMA, the optimiser and LR schedule, the step, the accumulat
 the generator state; ``resume=True`` continues from it and reproduces the uninterrupted run
 exactly (same seed, same device, deterministic kernels). Sample grids use their own generator,
 so drawing them never changes the training trajectory.
+
+Faults: the checkpoint is one safetensors file (tensors, plus the rest as JSON metadata), so
+loading it runs no code. It is replaced atomically before the exported model is swapped in;
+a run killed between the two (or during the swap) leaves the export behind the checkpoint, and
+``resume=True`` first exports again from the checkpoint, so the exported weights always end
+equal to those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -197,7 +203,7 @@ def train(
     """Run (or resume) a training run; returns the run folder.
 
     The folder gets ``config.json``, ``loss.csv``, ``samples/step_XXXXXX.png``,
-    ``checkpoint.pt`` and the exported EMA model (``prior/`` or, for an autoencoder,
+    ``checkpoint.safetensors`` and the exported EMA model (``prior/`` or, for an autoencoder,
     ``autoencoder/``) with ``training.json`` (step, wall time, device, parameter count).
     ``time_limit_s`` ends the run early (checkpoint, export and grid at the step reached); since
     the learning rate does not depend on ``steps``, that run equals one with ``steps`` = the
