@@ -536,7 +536,8 @@ def test_solve_reports_image_conversions(prior_folder, tmp_path, capsys):
 
 
 def test_bench_limit_then_full_run_is_refused(tiny_bench, tmp_path, capsys):
-    suite = suite_file(tmp_path, tiny_bench["text"])
+    pinv_only = tiny_bench["text"].split('[[solvers]]\nname = "dps"')[0]
+    suite = suite_file(tmp_path, pinv_only)
     out = tmp_path / "out"
     argv = ["bench", str(suite), "--out", str(out), "--quiet", "--no-figures"]
     assert cli([*argv, "--limit", "1"], capsys)[0] == 0

@@ -111,14 +111,17 @@ class PixelPrior(Prior):
         import copy
         import json
 
+        from invdiff.io import write_text
+
         folder = Path(folder)
         unet = copy.deepcopy(self.unet).to("cpu", dtype) if dtype is not None else self.unet
         unet.save_pretrained(folder / "unet")
-        (folder / "prior.json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        write_text(folder / "prior.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
-        (folder / "model_index.json").write_text(
+        write_text(
+            folder / "model_index.json",
             '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
-            '"scheduler": ["diffusers", "DDPMScheduler"]}\n'
+            '"scheduler": ["diffusers", "DDPMScheduler"]}\n',
         )
         return folder
 
