@@ -648,10 +648,10 @@ def run(
 
 
 def _read_errors(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in safe_io.read_bytes(path).decode("utf-8", errors="replace").splitlines():
         try:
             r = json.loads(line)
         except json.JSONDecodeError:
