@@ -107,6 +107,20 @@ def to_uint8(x: Tensor) -> np.ndarray:
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
+#: the largest side ``load_image`` resizes to (a 4096 x 4096 colour image is 200 MB as float32)
+MAX_SIZE = 4096
+
+
+def check_size(size: object, name: str = "size") -> None:
+    """``size`` (pixels of a square image) is None or an int in [1, ``MAX_SIZE``]."""
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{name} must be a positive integer (pixels), got {size!r}")
+    if size > MAX_SIZE:
+        raise ValueError(f"{name} must be at most {MAX_SIZE} pixels, got {size}")
+
+
 def _pixels(img, path: Path, notes: list[str], channels: int | None) -> Tensor:  # noqa: ANN001
     """The pixels of a PIL image as ``1 x C x H x W`` in [-1, 1], C = 1 or 3, at full depth."""
     mode = img.mode
@@ -187,8 +201,7 @@ def load_image(
         raise FileNotFoundError(f"image file not found: {path}")
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+    check_size(size)
     notes: list[str] = []
     try:
         with Image.open(path) as img:

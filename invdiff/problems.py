@@ -217,8 +217,8 @@ class Problem:
                 f"got {dataset!r}"
             )
         size, channels = data["image_size"], data.get("channels", 1)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise fail(f"image_size must be a positive integer, got {size!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+            raise fail(f"image_size must be an integer in [1, 4096], got {size!r}")
         if channels not in (1, 3) or isinstance(channels, bool):
             raise fail(f"channels must be 1 or 3, got {channels!r}")
         description = data.get("description", "")

@@ -353,6 +353,10 @@ def test_api_refuses_wrong_ranges_types_and_sizes(tiny_pixel_prior, tmp_path):
         ds.images([-1])
     with pytest.raises(TypeError, match="indices must be integers"):
         ds.images([0.5])
+    with pytest.raises(ValueError, match="size must be at most 4096 pixels, got 100000"):
+        invdiff.data.get("image_folder", root=images, size=100000, channels=1)
+    with pytest.raises(ValueError, match="size must be a positive integer"):
+        invdiff.data.get("photos", size=True)
 
 
 def test_solver_check_compares_prior_kind_and_shape(tiny_pixel_prior):
