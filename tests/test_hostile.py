@@ -517,6 +517,13 @@ def test_cli_errors_are_one_line_and_name_the_argument(prior_folder, tmp_path, c
     afile.write_text("x")
     code, err = cli([*solve[:-2], "--out", str(afile)], capsys)
     assert code == 2 and f"--out {afile} is not a folder" in err
+    # a folder nobody can write to (even root cannot create files in /sys): refused before work
+    for command in (
+        [*solve[:-2], "--out", "/sys/invdiff-out"],
+        ["train", "pixel", "--out", "/sys/invdiff-out"],
+    ):
+        code, err = cli(command, capsys)
+        assert code == 2 and "--out /sys/invdiff-out is not writable" in err, err
     # --debug shows the traceback instead
     with pytest.raises(ValueError, match="--index"):
         main([*solve, "--index", "-2", "--debug"])
@@ -566,6 +573,8 @@ def test_bench_limit_then_full_run_is_refused(tiny_bench, tmp_path, capsys):
     (out / "run.json").write_text("{not json")
     code, err = cli(argv, capsys)
     assert code == 2 and "run.json is corrupt" in err
+    code, err = cli([*argv[:3], "/sys/invdiff-out", *argv[4:]], capsys)
+    assert code == 2 and "--out /sys/invdiff-out is not writable" in err
 
 
 # ------------------------------------------------------------------ kill -9 during training
