@@ -12,17 +12,17 @@ from collections.abc import Callable
 
 
 def _number(kind: type, low: float, inclusive: bool, what: str) -> Callable[[str], int | float]:
+    noun = "an integer" if kind is int else "a number"
+
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'} {what}, got {text!r}"
-            ) from None
+            raise argparse.ArgumentTypeError(f"expected {noun} {what}, got {text!r}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number {what}, got {text!r}")
         if value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"expected a number {what}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {noun} {what}, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages

@@ -133,9 +133,8 @@ def _check_prior_fits(name: str, requires: type[Prior], prior: Prior, operator: 
         op_name = operator.registry_name or type(operator).__name__
         raise ShapeMismatchError(
             f"the prior models images of shape {tuple(shape)} (C, H, W) but the operator "
-            f"{op_name!r} takes {tuple(operator.in_shape)}:"
-            " use a prior trained at the operator's image size, or build the operator with "
-            f"in_shape={tuple(shape)}"
+            f"{op_name!r} takes {tuple(operator.in_shape)}: use a prior trained on images of "
+            f"the operator's shape, or an operator (problem) for images of shape {tuple(shape)}"
         )
 
 
