@@ -43,6 +43,9 @@ class Prior(ABC):
     #: et al. 2022, Sec. 5). Solvers that approximate ``Cov(x0 | x_sigma)`` by the Gaussian
     #: value ``sigma^2 sigma_data^2 / (sigma^2 + sigma_data^2) I`` read it.
     sigma_data: float = 0.5
+    #: the range of the images it models (None: not images, e.g. an analytic test prior),
+    #: which ``invdiff.solve`` uses to refuse measurements no such image can give
+    data_range: tuple[float, float] | None = (-1.0, 1.0)
 
     def __init__(self) -> None:
         #: number of network evaluations so far (benchmarks read and reset it).

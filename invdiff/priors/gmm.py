@@ -104,6 +104,9 @@ class GaussianMixturePrior(Prior):
     so the VP-chain solvers run on it exactly as on a trained model.
     """
 
+    #: a mixture's samples are not confined to [-1, 1], so measurements are not range-checked
+    data_range = None
+
     def __init__(
         self,
         weights: Tensor,

@@ -111,14 +111,17 @@ class PixelPrior(Prior):
         import copy
         import json
 
+        from invdiff.io import write_text
+
         folder = Path(folder)
         unet = copy.deepcopy(self.unet).to("cpu", dtype) if dtype is not None else self.unet
         unet.save_pretrained(folder / "unet")
-        (folder / "prior.json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        write_text(folder / "prior.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
-        (folder / "model_index.json").write_text(
+        write_text(
+            folder / "model_index.json",
             '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
-            '"scheduler": ["diffusers", "DDPMScheduler"]}\n'
+            '"scheduler": ["diffusers", "DDPMScheduler"]}\n',
         )
         return folder
 
@@ -129,15 +132,19 @@ class PixelPrior(Prior):
         """Load a diffusers DDPM folder (``unet/`` + ``scheduler/``) from disk; no hub access."""
         from diffusers import DDPMScheduler, UNet2DModel
 
-        from invdiff.priors.checks import require_folder
+        from invdiff.priors.checks import WEIGHTS_FILE, check_finite, require_folder
 
         folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
         unet = (
             UNet2DModel.from_pretrained(
-                folder / "unet", local_files_only=True, low_cpu_mem_usage=False
+                folder / "unet",
+                local_files_only=True,
+                low_cpu_mem_usage=False,
+                use_safetensors=True,  # never a pickled .bin: loading it could run code
             )
             .float()
             .to(device)
         )
+        check_finite(unet, folder / "unet" / WEIGHTS_FILE)
         scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
         return cls(unet, scheduler, name=name or folder.name)
