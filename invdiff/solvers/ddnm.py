@@ -47,7 +47,7 @@ from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.ddrm import spectral_measurement
 from invdiff.solvers.repaint import jump_schedule
-from invdiff.solvers.tweedie import last_step_spread
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 @SOLVERS.register("ddnm")
@@ -94,6 +94,7 @@ class DDNM(Solver):
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
         level_y_safe = torch.where(level_y > 0, level_y, torch.ones_like(s))
+        level_y_last = torch.where(observed, level_y, torch.full_like(s, math.inf))
         # the coefficient of ybar's noise realisation in the iterate, per coordinate
         kappa = torch.zeros_like(s)
 
@@ -131,8 +132,8 @@ class DDNM(Solver):
                     + operator.V(gamma.sqrt() * z.normal_(generator=generator).to(device))
                 )
                 if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
-                    spread = last_step_spread(sa, prior.sigma_data)
-                    x = x + spread * operator.V(z.normal_(generator=generator).to(device))
+                    spread = measured_spread(last_step_spread(sa, prior.sigma_data), level_y_last)
+                    x = x + operator.V(spread * z.normal_(generator=generator).to(device))
                 x0 = xhat0
             if callback is not None:
                 callback(Step(i, total, x, x0, sb))

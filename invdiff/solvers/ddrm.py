@@ -38,7 +38,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
-from invdiff.solvers.tweedie import last_step_spread
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 def spectral_measurement(
@@ -94,6 +94,7 @@ class DDRM(Solver):
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.full_like(s, math.inf))
         level_y_safe = torch.where(observed & (level_y > 0), level_y, torch.ones_like(s))
+        level_y_last = level_y  # inf where unobserved
         eps = torch.empty((n, dim), device=generator.device)
 
         # Eq. 7. It assumes sigma_T > sigma_y / s_i; a coordinate measured more noisily than
@@ -123,8 +124,8 @@ class DDRM(Solver):
             )
             x = operator.V(xbar)
             if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
-                spread = last_step_spread(sa, prior.sigma_data)
-                x = x + spread * operator.V(eps.normal_(generator=generator).to(device))
+                spread = measured_spread(last_step_spread(sa, prior.sigma_data), level_y_last)
+                x = x + operator.V(spread * eps.normal_(generator=generator).to(device))
             if callback is not None:
                 callback(Step(i, steps, x, x0, sb))
         return x

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
-from invdiff.priors.base import Prior
+from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
@@ -152,7 +152,8 @@ class DiffPIR(Solver):
                 s = sigmas[i]
                 s_next = sigmas[i + 1] if i + 1 < steps else 0.0
                 x0 = prior.x0(x, s)
-                rho = lam * sigma_n**2 / s**2
+                # Eq. 14 with the Tweedie variance of x0 given x_t in place of sigma_t^2
+                rho = lam * sigma_n**2 / posterior_variance(s, prior.sigma_data)
                 if svd:
                     x0 = svd_proximal(operator, uty, x0, rho)
                 elif linear:

@@ -41,7 +41,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
-from invdiff.solvers.tweedie import last_step_spread
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 def jump_schedule(levels: int, jump_length: int, jump_n_sample: int) -> list[int]:
@@ -110,6 +110,10 @@ class RePaint(Solver):
         shape = (n, *prior.in_shape)
         mask = operator.mask.to(device=device, dtype=y.dtype)
         known = y * mask  # y is the masked image at full size
+        # the noise level of each pixel's measurement (inf where missing)
+        level = torch.where(
+            mask > 0, torch.full_like(mask, sigma_y), torch.full_like(mask, math.inf)
+        )
 
         z = torch.empty(shape, device=generator.device)
         x = math.sqrt(1 + levels[-1] ** 2) * z.normal_(generator=generator).to(device)
@@ -129,7 +133,7 @@ class RePaint(Solver):
                 if sb > 0:
                     x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
                 else:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
-                    spread = last_step_spread(sa, prior.sigma_data)
+                    spread = measured_spread(last_step_spread(sa, prior.sigma_data), level)
                     x = x + spread * z.normal_(generator=generator).to(device)
                 if sb >= sigma_y:
                     extra = math.sqrt(max(sb**2 - sigma_y**2, 0.0))

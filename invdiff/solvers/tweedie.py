@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 #: how many times the data variance the covariance ``s^2 J`` may reach along ``u``
@@ -51,3 +52,13 @@ def last_step_spread(sigma: float, sigma_data: float) -> float:
     too tight; adding this spread makes the last step a sample of ``p(x0 | x_sigma)``.
     """
     return math.sqrt(sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2))
+
+
+def measured_spread(spread: float, level: Tensor) -> Tensor:
+    """The last-step spread on coordinates measured with noise ``level`` (``inf`` where
+    unmeasured): ``(1 / spread^2 + 1 / level^2)^{-1/2}``, the spread of the product of the two
+    Gaussians. A noiselessly measured coordinate (``level = 0``) stays exactly on ``y``."""
+    finite = torch.isfinite(level)
+    level = torch.where(finite, level, torch.ones_like(level))
+    combined = spread * level / (spread**2 + level**2).sqrt().clamp_min(1e-30)
+    return torch.where(finite, combined, torch.full_like(level, spread))
