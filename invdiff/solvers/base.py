@@ -12,13 +12,16 @@ A solver is a registered class with one ``__call__``::
 
 ``Solver.check`` compares the declared needs with what it was given (``isinstance``, never
 ``hasattr``) and raises a ``SolverMismatchError`` naming both before any work is done.
+``Solver.budget`` says what a run costs in network evaluations (``invdiff.solvers.costs``), and
+``Progress`` shows a run's network evaluations and noise level on stderr for every solver.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import torch
 from torch import Tensor
@@ -26,6 +29,9 @@ from torch import Tensor
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
+
+if TYPE_CHECKING:
+    from invdiff.solvers.costs import Budget
 
 
 class SolverMismatchError(TypeError):
@@ -89,6 +95,16 @@ class Solver:
             )
         return {**self.defaults, **hyper}
 
+    def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
+        """What ``steps`` steps cost in network evaluations, without running the network."""
+        from invdiff.solvers.costs import budget
+
+        return budget(self.registry_name, steps, hyper, prior)
+
+    def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int:
+        """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``)."""
+        return self.budget(steps, prior=prior, **hyper).nfe
+
     def __call__(
         self,
         prior: Prior,
@@ -102,6 +118,49 @@ class Solver:
         **hyper: Any,
     ) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class Progress:
+    """A tqdm bar on ``stream`` (stderr) for one solver run: network evaluations done / budget,
+    the solver's step and its current noise level.
+
+    Solvers without a network (pinv, tikhonov, tv) count their steps instead. It is fed by two
+    hooks that every solver goes through: ``Prior.observe`` (each network evaluation) and the
+    step callback (step index and sigma), so no solver needs code of its own for it.
+    """
+
+    def __init__(
+        self, name: str, budget: Budget, steps: int, *, stream: TextIO | None = None
+    ) -> None:
+        from tqdm import tqdm
+
+        self.counts_network = budget.nfe > 0
+        self.bar = tqdm(
+            total=budget.nfe if self.counts_network else steps,
+            desc=name,
+            unit=" NFE" if self.counts_network else " step",
+            file=stream if stream is not None else sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
+        self.step = ""
+
+    def network(self, sigma: float | Tensor) -> None:
+        if self.counts_network:
+            self.bar.update(1)
+
+    def callback(self, step: Step) -> None:
+        if not self.counts_network:
+            # an exact pseudo-inverse takes one step whatever ``steps`` says
+            self.bar.total = step.total
+            self.bar.update(1)
+        postfix = {"step": f"{step.index + 1}/{step.total}"}
+        if step.sigma is not None:
+            postfix["sigma"] = f"{step.sigma:.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _is_linear(operator: Operator) -> bool:

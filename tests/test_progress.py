@@ -1,0 +1,104 @@
+"""Progress on stderr and the network-evaluation budget, for every solver (tiny settings)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_unet
+from diffusers import DDPMScheduler
+from test_sr3_latent_priors import tiny_vae
+
+import invdiff
+from invdiff.priors.latent import LatentDiffusionPrior
+from invdiff.priors.pixel import PixelPrior
+from invdiff.priors.sr3 import SR3Prior
+
+# solver -> (prior kind, operator, steps, hyperparameters): cheap, and exercising each formula
+SETTINGS = {
+    "dps": ("pixel", "inpainting_box", 4, {}),
+    "pigdm": ("pixel", "inpainting_box", 4, {}),
+    "ddrm": ("pixel", "inpainting_box", 4, {}),
+    "diffpir": ("pixel", "inpainting_box", 4, {}),
+    "red_diff": ("pixel", "inpainting_box", 4, {}),
+    "repaint": ("pixel", "inpainting_box", 12, {"jump_length": 3, "jump_n_sample": 3}),
+    "ddnm": ("pixel", "inpainting_box", 9, {"travel_length": 2, "travel_repeat": 2}),
+    "daps": ("pixel", "inpainting_box", 3, {"ode_steps": 3, "langevin_steps": 2}),
+    "pinv": ("pixel", "inpainting_box", 3, {}),
+    "tikhonov": ("pixel", "inpainting_box", 3, {}),
+    "tv": ("pixel", "inpainting_box", 3, {}),
+    "sr3": ("sr3", "super_resolution", 4, {}),
+    "latent_dps": ("latent", "inpainting_box", 4, {}),
+    "psld": ("latent", "inpainting_box", 4, {}),
+    "latent_daps": ("latent", "inpainting_box", 3, {"ode_steps": 2, "langevin_steps": 2}),
+}
+
+
+def make_prior(kind: str):
+    if kind == "pixel":
+        return PixelPrior(tiny_unet(), DDPMScheduler(num_train_timesteps=1000))
+    if kind == "sr3":
+        return SR3Prior(tiny_unet(size=8, channels=1, in_channels=2), DDPMScheduler(), factor=2)
+    return LatentDiffusionPrior(
+        tiny_unet(size=4, channels=4), DDPMScheduler(), tiny_vae(), scaling_factor=0.7
+    )
+
+
+def test_every_solver_has_a_setting_here():
+    assert sorted(SETTINGS) == sorted(invdiff.solvers.names())
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_progress_shows_network_evaluations_of_the_budget(name, capsys):
+    kind, op_name, steps, hyper = SETTINGS[name]
+    prior = make_prior(kind)
+    kwargs = {"factor": 2} if op_name == "super_resolution" else {}
+    op = invdiff.operators.get(op_name, in_shape=(1, 8, 8), **kwargs)
+    y = op(torch.zeros(2, 1, 8, 8))
+    budget = invdiff.solvers.budget(name, steps, prior=prior, **hyper)
+    prior.nfe = 0
+    invdiff.solve(
+        name,
+        prior=prior,
+        operator=op,
+        y=y,
+        noise=invdiff.noise.Gaussian(0.05),
+        steps=steps,
+        generator=0,
+        progress=True,
+        **hyper,
+    )
+    assert prior.nfe == budget.nfe  # the formula counts exactly what the run evaluates
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith(name)
+    if budget.nfe:
+        assert f"{budget.nfe}/{budget.nfe}" in last and "NFE" in last and "sigma=" in last
+    else:
+        assert "step=" in last and "NFE" not in last
+    if name in ("daps", "latent_daps"):
+        assert budget.langevin_steps == steps * hyper["langevin_steps"]
+
+
+def test_budget_without_a_prior_and_the_papers_counts():
+    assert invdiff.solvers.budget("dps", 1000).nfe == 1000
+    # RePaint: every level once, plus 9 jumps of 10 levels back at levels 0, 10, ... below the top
+    assert invdiff.solvers.budget("repaint", 100).nfe == 100 + 9 * 9 * 10  # 910
+    assert invdiff.solvers.budget("repaint", 250).nfe == 250 + 24 * 9 * 10
+    daps = invdiff.solvers.budget("daps", 200)
+    assert (daps.nfe, daps.langevin_steps) == (1000, 20_000)
+    assert "Langevin" in daps.describe() and invdiff.solvers.budget("tv", 5).nfe == 0
+
+
+def test_no_progress_by_default(tiny_pixel_prior, capsys):
+    op = invdiff.operators.get("inpainting_box", in_shape=(1, 8, 8))
+    invdiff.solve(
+        "dps",
+        prior=tiny_pixel_prior,
+        operator=op,
+        y=op(torch.zeros(1, 1, 8, 8)),
+        noise=invdiff.noise.Gaussian(0.05),
+        steps=2,
+        generator=0,
+    )
+    assert capsys.readouterr().err == ""
+    assert tiny_pixel_prior._observers == ()  # nothing left attached
