@@ -102,3 +102,75 @@ def test_no_progress_by_default(tiny_pixel_prior, capsys):
     )
     assert capsys.readouterr().err == ""
     assert tiny_pixel_prior._observers == ()  # nothing left attached
+
+
+# --- the command line: budget line and bar on stderr, for every solver ---------------------
+
+CLI_CASES = {name: "fmnist-box" for name in SETTINGS}
+CLI_CASES["sr3"] = "fmnist-sr4"
+CLI_SET = {
+    "daps": ["ode_steps=2", "langevin_steps=1"],
+    "latent_daps": ["ode_steps=2", "langevin_steps=1"],
+}
+
+
+@pytest.fixture(scope="module")
+def prior_folders(tmp_path_factory):
+    """Untrained 32x32 priors of each kind, saved as folders (the problems are 32x32)."""
+    from diffusers import AutoencoderKL
+
+    root = tmp_path_factory.mktemp("priors")
+    PixelPrior(tiny_unet(size=32), DDPMScheduler()).save(root / "pixel")
+    SR3Prior(tiny_unet(size=32, in_channels=2), DDPMScheduler(), factor=4).save(root / "sr3")
+    torch.manual_seed(0)  # diffusers initialises from the global generator; tests only
+    vae = AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    LatentDiffusionPrior(
+        tiny_unet(size=8, channels=4), DDPMScheduler(), vae, scaling_factor=0.7
+    ).save(root / "latent")
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_cli_prints_budget_and_progress(name, prior_folders, tmp_path, capsys):
+    from invdiff.cli import main
+
+    kind = SETTINGS[name][0]
+    argv = ["solve", "--problem", CLI_CASES[name], "--solver", name, "--steps", "1"]
+    argv += ["--prior", str(prior_folders / kind), "--out", str(tmp_path / "run")]
+    for item in CLI_SET.get(name, []):
+        argv += ["--set", item]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    budget_line = next(line for line in err.splitlines() if line.startswith("invdiff solve:"))
+    hyper = dict(item.split("=") for item in CLI_SET.get(name, []))
+    nfe = invdiff.solvers.budget(
+        name,
+        1,
+        prior=invdiff.priors.load(prior_folders / kind),
+        **{k: int(v) for k, v in hyper.items()},
+    ).nfe
+    assert f"1 step = {nfe} network evaluation" in budget_line
+    assert str(prior_folders / kind) in budget_line and "prior for 32x32 grey images" in budget_line
+    bar = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith(name)
+    assert (f"{nfe}/{nfe}" in bar and "NFE" in bar) if nfe else "step=" in bar
+
+
+def test_cli_no_progress(prior_folders, tmp_path, capsys):
+    from invdiff.cli import main
+
+    argv = ["solve", "--problem", "fmnist-box", "--solver", "dps", "--steps", "2", "--no-progress"]
+    argv += ["--prior", str(prior_folders / "pixel"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2 network evaluations" in err and "NFE" not in err

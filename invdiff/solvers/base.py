@@ -67,12 +67,15 @@ class Solver:
     #: True when the solver differentiates through the prior network (DPS-like)
     differentiates_prior: ClassVar[bool] = False
 
-    def check(self, prior: Prior, operator: Operator, noise: Noise) -> None:
+    def check(self, prior: Prior | type[Prior], operator: Operator, noise: Noise) -> None:
+        """Raise a ``SolverMismatchError`` if this solver cannot use ``prior``, ``operator`` or
+        ``noise``. ``prior`` may be a class, so that the command line checks a pairing before
+        it loads any weights (``invdiff.priors.describe`` gives the class of a folder)."""
         name = self.registry_name or type(self).__name__
-        if not isinstance(prior, self.requires_prior):
+        prior_type = prior if isinstance(prior, type) else type(prior)
+        if not issubclass(prior_type, self.requires_prior):
             raise SolverMismatchError(
-                f"solver {name!r} needs a {self.requires_prior.__name__}, "
-                f"got {type(prior).__name__}"
+                f"solver {name!r} needs a {self.requires_prior.__name__}, got {prior_type.__name__}"
             )
         if not isinstance(operator, self.requires_operator):
             raise SolverMismatchError(

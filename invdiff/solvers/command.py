@@ -11,8 +11,9 @@ and the default prior for the solver's kind (pixel, sr3 or latent); ``--prior`` 
 with a shipped prior name or a folder written by ``invdiff train``. The clean image is test
 image ``--index`` of the preset's data set, or ``--image FILE`` (centre-cropped and resized to
 the problem's size). Files written to ``--out`` (each atomically): ``truth.png``,
-``measurement.png`` (the measurement shown as an image: upsampled when smaller, ``A^+ y`` when it
-is not image-shaped), ``reconstruction.png`` (``reconstruction_K.png`` for several samples),
+``measurement.png`` (the measurement shown as an image by the rule of ``invdiff.display``, the same
+in ``bench`` and ``demo``: upsampled when smaller, Fourier magnitudes on a log scale, ``A^+ y``
+when it is not image-shaped), ``reconstruction.png`` (``reconstruction_K.png`` for several samples),
 ``tensors.pt`` (x, y, reconstructions), ``figure.png`` (measurement / reconstructions / truth)
 and ``summary.json`` (settings, PSNR per sample, wall time, network evaluations).
 """
@@ -32,6 +33,7 @@ from torch import Tensor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     parser.add_argument(
         "--problem", required=True, help="problem preset name (see `invdiff list problems`)"
     )
@@ -61,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (by default stderr shows network evaluations done / budget, "
+        "the step and sigma)",
     )
     parser.add_argument(
         "--set",
@@ -105,23 +113,25 @@ def _prior_kind(solver: Any) -> str:
     return "pixel"
 
 
-def measurement_image(
-    operator: Any, y: Tensor, in_shape: tuple[int, int, int]
-) -> tuple[Tensor, str]:
-    """How to show ``y`` as an image of the problem's size, and a caption."""
-    from invdiff.operators.base import LinearOperator
-
-    c, h, w = in_shape
-    if y.ndim == 4 and y.shape[1] in (1, 3):
-        if tuple(y.shape[-2:]) == (h, w):
-            return y, "measurement y"
-        if y.shape[-2] <= h and y.shape[-1] <= w:
-            return torch.nn.functional.interpolate(
-                y, size=(h, w), mode="nearest"
-            ), "measurement y (upsampled)"
-    if isinstance(operator, LinearOperator):
-        return operator.pinv(y), "A^+ y"
-    return torch.zeros(y.shape[0], c, h, w, device=y.device), "(measurement not image-shaped)"
+def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) -> None:
+    """The prior models the problem's images (and, for SR3, the operator's factor); read from
+    the prior's JSON files, so a mismatch is reported before any weights are loaded."""
+    c, h, w = problem.in_shape
+    if tuple(info.image_shape) != (c, h, w):
+        raise ValueError(
+            f"prior {prior_name} is a {info} ({'x'.join(map(str, info.image_shape))}), but "
+            f"problem {problem.name!r} has {c}x{h}x{w} images; pass --prior with a prior for "
+            "that size and channel count (invdiff list priors, or invdiff train ... --data DIR)"
+        )
+    if info.kind == "sr3" and info.factor:
+        low = (c, h // info.factor, w // info.factor)
+        if tuple(operator.out_shape()) != low:
+            raise ValueError(
+                f"prior {prior_name} was trained for x{info.factor} super-resolution "
+                f"(measurements {'x'.join(map(str, low))}), but problem {problem.name!r} "
+                f"measures {'x'.join(map(str, operator.out_shape()))}; pass the SR3 prior of the "
+                "problem's factor with --prior"
+            )
 
 
 def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
@@ -163,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import invdiff
+    from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
 
     # everything cheap is validated first: names, numbers, files
@@ -183,10 +194,21 @@ def _run(args: argparse.Namespace) -> int:
             "pass --prior NAME_OR_FOLDER"
         )
     device = torch.device(args.device)
-    prior = invdiff.priors.load(prior_name, device=device)
+    # every pairing check that needs no network runs here, before weights or images are read
+    info = invdiff.priors.describe(prior_name)
     operator = problem.operator(device)
     noise = problem.noise
-    solver.check(prior, operator, noise)  # a mismatch is reported before any image is loaded
+    solver.check(info.prior_type, operator, noise)
+    check_prior_fits(info, str(prior_name), problem, operator)
+
+    prior = invdiff.priors.load(prior_name, device=device)
+    budget = solver.budget(args.steps, prior=prior, **hyper)
+    print(
+        f"invdiff solve: {args.solver} on {problem.name} with prior {prior_name} ({info}); "
+        f"{args.steps} step{'s' if args.steps != 1 else ''} = {budget.describe()}"
+        + (f", each on a batch of {args.samples} samples" if args.samples > 1 else ""),
+        file=sys.stderr,
+    )
 
     if args.image is not None:
         x = load_image(args.image, size=problem.image_size, channels=problem.channels)
@@ -212,6 +234,7 @@ def _run(args: argparse.Namespace) -> int:
         noise=noise,
         steps=args.steps,
         generator=generator,
+        progress=not args.no_progress,
         **hyper,
     )
     wall = time.perf_counter() - start
@@ -220,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    shown, caption = measurement_image(operator, y.detach(), problem.in_shape)
+    shown, caption = measurement_image(y, operator, problem.in_shape)
     save_image(x.cpu(), out / "truth.png")
     save_image(shown.clamp(-1, 1).cpu(), out / "measurement.png")
     names = (
