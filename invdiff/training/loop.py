@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from invdiff.training.config import TrainConfig
-from invdiff.training.data import load_images
+from invdiff.training.data import training_images
 from invdiff.training.ema import EMA
-from invdiff.training.tasks import TASKS
+from invdiff.training.tasks import TASKS, labelled
 
 CHECKPOINT = "checkpoint.pt"
 LOSS_LOG = "loss.csv"
@@ -86,14 +86,24 @@ def replace_folder(build, dest: Path) -> None:  # noqa: ANN001 - callable(folder
 
 
 class LossLog:
-    """CSV of ``step, loss, lr, grad_norm, wall_s``; on resume, rows after the checkpoint go."""
+    """CSV of ``step, loss, lr, grad_norm, wall_s``; ``loss`` is the mean since the previous row.
 
-    def __init__(self, path: Path, keep_until: int):
+    On resume, rows after the checkpoint go, and so does a row the earlier run wrote off the
+    ``log_every`` grid when it ended (its last step): the resumed run carries the running mean
+    on from the checkpoint and writes the on-grid row that covers those steps, as the
+    uninterrupted run does.
+    """
+
+    def __init__(self, path: Path, keep_until: int, log_every: int = 1):
         self.path = path
         rows = []
         if keep_until > 0 and path.is_file():
             with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
+                rows = [
+                    r
+                    for r in csv.DictReader(f)
+                    if int(r["step"]) <= keep_until and int(r["step"]) % log_every == 0
+                ]
         with path.open("w", newline="") as f:
             w = csv.DictWriter(f, LOG_FIELDS)
             w.writeheader()
@@ -144,6 +154,7 @@ def train(
     from tqdm import tqdm
 
     from invdiff.images import save_image
+    from invdiff.training.export import write_card
 
     cfg.validate()
     out = Path(cfg.out)
@@ -164,9 +175,10 @@ def train(
         model = task.build_model()
     model.to(device)
     if data is None:
-        images, labels = load_images(cfg.dataset, cfg.split, cfg.image_size)
+        images, labels, data_info = training_images(cfg)
     else:
         images, labels = data
+        data_info = {"dataset": "custom", "train_images": len(images)}
         if tuple(images.shape[-2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(
                 f"data images are {tuple(images.shape[-2:])}, "
@@ -180,6 +192,7 @@ def train(
     ema = EMA(model, cfg.ema_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     step, wall = 0, 0.0
+    running, count = 0.0, 0
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         _check_resumable(state["config"], cfg)
@@ -189,8 +202,11 @@ def train(
         lr_sched.load_state_dict(state["lr_schedule"])
         generator.set_state(state["generator"])
         step, wall = int(state["step"]), float(state["wall_s"])
+        # the loss accumulated since the last on-grid row of loss.csv (older checkpoints: none)
+        running, count = (float(v) for v in state.get("loss_running", (0.0, 0)))
+        count = int(count)
     atomic_write_text(out / "config.json", json.dumps(_normalise(cfg.to_dict()), indent=2) + "\n")
-    log = LossLog(out / LOSS_LOG, keep_until=step)
+    log = LossLog(out / LOSS_LOG, keep_until=step, log_every=cfg.log_every)
     n_params = count_parameters(model)
     export_name = "autoencoder" if cfg.kind == "autoencoder" else "prior"
 
@@ -205,6 +221,7 @@ def train(
                 "generator": generator.get_state(),
                 "step": step,
                 "wall_s": wall,
+                "loss_running": (running, count),
             },
             ckpt_path,
         )
@@ -224,14 +241,17 @@ def train(
                 "command": cfg.command,
                 "torch": torch.__version__,
                 "config": _normalise(cfg.to_dict()),
+                "data": data_info,
             }
             (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+            write_card(folder, str(out / export_name), shipped=False)
 
         replace_folder(build, out / export_name)
 
     def save_grid() -> None:
         with torch.no_grad():
             grid = task.grid(ema.shadow, torch.Generator().manual_seed(cfg.seed + 1))
+        grid = labelled(grid, f"{task.grid_title()}, step {step}", task.grid_rows)
         save_image(grid, out / "samples" / f"step_{step:06d}.png")
         save_image(grid, out / "samples" / "latest.png")
 
@@ -242,7 +262,6 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
-    running, count = 0.0, 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     t_start = time.perf_counter()
     wall0 = wall
@@ -274,7 +293,9 @@ def train(
                 }
                 log.write(row)
                 bar.set_postfix(loss=row["loss"])
-                running, count = 0.0, 0
+                if step % cfg.log_every == 0:
+                    # an off-grid last row keeps the sum, so a resumed run continues it
+                    running, count = 0.0, 0
             if step % cfg.checkpoint_every == 0 or last:
                 save_checkpoint()
             if step % cfg.sample_every == 0 or last:
