@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=list(DEMO_OPERATORS),
         metavar="NAME",
-        help=f"operators to show (default: all of {', '.join(DEMO_OPERATORS)})",
+        help=f"operators to show, from these {len(DEMO_OPERATORS)} (default: all of them): "
+        f"{', '.join(DEMO_OPERATORS)}",
     )
 
 

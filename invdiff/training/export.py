@@ -191,6 +191,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
         "",
         "```python",
         "import invdiff",
+        "",
         load,
         "```",
         "",
