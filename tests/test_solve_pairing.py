@@ -58,3 +58,22 @@ def test_a_fitting_pairing_still_runs(folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "SR3 x2 prior for 32x32 grey images" in err
     assert torch.load(tmp_path / "run" / "tensors.pt")["y"].shape == (1, 1, 16, 16)
+
+
+def test_bench_checks_pairings_before_loading_any_prior(tmp_path, monkeypatch):
+    from test_bench import TINY_SUITE, make_tiny_setup
+
+    from invdiff.bench.runner import SuiteError, run
+    from invdiff.bench.suite import load
+
+    paths = make_tiny_setup(tmp_path)
+    text = TINY_SUITE.format(**paths).replace('name = "dps"', 'name = "sr3"\nprior = "pixel"')
+    suite = tmp_path / "bad.toml"
+    suite.write_text(text.replace("hyper = { zeta = 0.5 }", ""))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("loaded weights before checking the pairings")
+
+    monkeypatch.setattr(invdiff.priors, "load", must_not_run)
+    with pytest.raises(SuiteError, match="ConditionalPrior"):
+        run(load(suite), tmp_path / "out", progress=False)
