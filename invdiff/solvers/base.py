@@ -141,7 +141,7 @@ class Progress:
         self.bar = tqdm(
             total=budget.nfe if self.counts_network else steps,
             desc=name,
-            unit=" NFE" if self.counts_network else " step",
+            unit="NFE" if self.counts_network else "step",
             file=stream if stream is not None else sys.stderr,
             dynamic_ncols=True,
             mininterval=0.5,

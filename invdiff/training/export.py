@@ -73,7 +73,7 @@ def _reproduce_command(info: dict) -> str:
     return " ".join(out + ["--steps", str(info["step"])])
 
 
-def _training_rows(info: dict) -> list[str]:
+def _training_rows(info: dict, shipped: bool = True) -> list[str]:
     cfg = info["config"]
     minutes = info["wall_s"] / 60
     resumed = "--resume" in info["command"].split()
@@ -86,9 +86,9 @@ def _training_rows(info: dict) -> list[str]:
         f"- seed {info['seed']}; {info['step']} optimiser steps at batch {cfg['batch_size']} "
         f"(AdamW, lr {cfg['lr']:g} after {cfg['warmup_steps']} warm-up steps, "
         f"grad-norm clip {cfg['grad_clip']:g}); EMA decay {cfg['ema_decay']:g} "
-        "(the EMA weights are shipped)",
-        f"- wall time {minutes:.1f} min on {device} ({info['threads']} thread(s), a shared "
-        f"2-core machine), {precision}; torch {info['torch']}",
+        f"(the EMA weights are {'shipped' if shipped else 'exported'})",
+        f"- wall time {minutes:.1f} min on {device} ({info['threads']} thread(s)"
+        f"{', a shared 2-core machine' if shipped else ''}), {precision}; torch {info['torch']}",
         f"- parameters: {info['parameters']:,}; network channels {tuple(cfg['channels'])}, "
         f"{cfg['layers_per_block']} layer(s) per block",
     ]
@@ -201,7 +201,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
         "",
     ]
     if "autoencoder" in info:
-        lines += ["## Training: autoencoder", ""] + _training_rows(info["autoencoder"])
+        lines += ["## Training: autoencoder", ""] + _training_rows(info["autoencoder"], shipped)
         lines += [
             f"- scaling factor (1 / std of the latent means): {meta['scaling_factor']:.4f}",
             "",
@@ -209,7 +209,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
         lines += ["## Training: latent DDPM", ""]
     else:
         lines += ["## Training", ""]
-    lines += _training_rows(info) + [""]
+    lines += _training_rows(info, shipped) + [""]
     lines += ["## Samples", ""]
     if shipped:
         grid_text = {
