@@ -61,6 +61,9 @@ def test_single_model_layout_with_scheduler_config_beside(tmp_path, prediction_t
     scheduler.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "config.json").is_file()
     assert (tmp_path / "m" / "scheduler_config.json").is_file()
+    info = invdiff.priors.describe(tmp_path / "m")  # from the JSON files alone
+    assert (info.kind, info.prior_type, info.image_shape) == ("pixel", PixelPrior, (1, 8, 8))
+    assert info.noise_levels == 50
     loaded = invdiff.priors.load(tmp_path / "m")
     assert len(loaded.sigmas) == 50
     same_denoiser(loaded, unet, DDPMScheduler.from_config(scheduler.config))

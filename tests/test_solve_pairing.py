@@ -77,3 +77,13 @@ def test_bench_checks_pairings_before_loading_any_prior(tmp_path, monkeypatch):
     monkeypatch.setattr(invdiff.priors, "load", must_not_run)
     with pytest.raises(SuiteError, match="ConditionalPrior"):
         run(load(suite), tmp_path / "out", progress=False)
+
+
+def test_solve_help_keeps_its_examples_on_their_own_lines(capsys):
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    text = capsys.readouterr().out
+    assert (
+        "\n    invdiff solve --problem fmnist-sr4 --solver diffpir --out runs/sr4-diffpir\n" in text
+    )
+    assert "network evaluations" in text and "--no-progress" in text

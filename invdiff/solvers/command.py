@@ -11,11 +11,17 @@ and the default prior for the solver's kind (pixel, sr3 or latent); ``--prior`` 
 with a shipped prior name or a folder written by ``invdiff train``. The clean image is test
 image ``--index`` of the preset's data set, or ``--image FILE`` (centre-cropped and resized to
 the problem's size). Files written to ``--out`` (each atomically): ``truth.png``,
-``measurement.png`` (the measurement shown as an image by the rule of ``invdiff.display``, the same
-in ``bench`` and ``demo``: upsampled when smaller, Fourier magnitudes on a log scale, ``A^+ y``
-when it is not image-shaped), ``reconstruction.png`` (``reconstruction_K.png`` for several samples),
+``measurement.png`` (shown as ``invdiff.display`` shows any measurement, as bench and demo do:
+upsampled when smaller, Fourier magnitudes on a log scale, ``A^+ y`` when not image-shaped),
+``reconstruction.png`` (``reconstruction_K.png`` for several samples),
 ``tensors.pt`` (x, y, reconstructions), ``figure.png`` (measurement / reconstructions / truth)
 and ``summary.json`` (settings, PSNR per sample, wall time, network evaluations).
+
+A ``--prior`` folder may also be any diffusers checkpoint that ``invdiff.priors.load`` reads.
+Before any weights or images are read, the pairing is checked: solver vs operator and noise,
+solver vs prior kind, the prior's image size and channels (and SR3 factor) vs the problem's.
+stderr then names the prior, says what ``--steps`` costs in network evaluations and shows a
+progress bar (NFE done / budget, step, sigma; ``--no-progress`` hides it).
 """
 
 from __future__ import annotations
