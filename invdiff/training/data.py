@@ -30,8 +30,8 @@ def training_images(cfg) -> tuple[Tensor, Tensor, dict]:  # noqa: ANN001 - a Tra
         ds = invdiff.data.get(cfg.dataset, split=cfg.split, **kwargs)
         held_out = invdiff.data.get(cfg.dataset, split="validation", **kwargs)
         split = (
-            f"{cfg.split} part of a deterministic split (files ranked by the SHA-256 of their "
-            f"path; {cfg.val_fraction:g} of them held out for validation)"
+            f"{cfg.split} part of a deterministic split (images ranked by the SHA-256 of their "
+            f"relative path or name; {cfg.val_fraction:g} of them held out for validation)"
         )
         counts = {"train_images": len(ds), "validation_images": len(held_out)}
     else:
