@@ -149,3 +149,10 @@ def test_a_folder_without_any_unet_names_both_layouts(tmp_path):
     with pytest.raises(FileNotFoundError, match="unet/config.json") as err:
         invdiff.priors.load(tmp_path / "empty")
     assert "single model" in str(err.value)
+
+
+def test_a_variant_weights_file_is_named_in_the_error(tmp_path):
+    tiny_unet().save_pretrained(tmp_path / "v", variant="fp16")
+    DDPMScheduler().save_pretrained(tmp_path / "v")
+    with pytest.raises(FileNotFoundError, match="found diffusion_pytorch_model.fp16.safetensors"):
+        invdiff.priors.load(tmp_path / "v")

@@ -149,8 +149,15 @@ def find_layout(folder: str | Path) -> Layout:
     refuse_pickled_weights(unet)
     where = "" if single else "unet/"
     if not (unet / WEIGHTS_FILE).is_file():
+        variants = sorted(p.name for p in unet.glob("diffusion_pytorch_model.*.safetensors"))
+        hint = (
+            f" (found {', '.join(variants)}: a variant or shard file; invdiff reads one "
+            f"{WEIGHTS_FILE}: copy a variant to that name)"
+            if variants
+            else ""
+        )
         raise FileNotFoundError(
-            f"prior folder {folder} is incomplete: missing {where}{WEIGHTS_FILE}"
+            f"prior folder {folder} is incomplete: missing {where}{WEIGHTS_FILE}{hint}"
         )
     candidates = [folder / "scheduler", folder] if not single else [folder, folder / "scheduler"]
     scheduler = next((c for c in candidates if (c / SCHEDULER_FILE).is_file()), None)
