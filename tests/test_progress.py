@@ -176,3 +176,22 @@ def test_cli_no_progress(prior_folders, tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "2 network evaluations" in err and "NFE" not in err
+
+
+def test_a_solver_without_a_formula_counts_without_a_total(tiny_pixel_prior, capsys):
+    from invdiff.solvers.base import Progress, Solver, Step
+
+    class Custom(Solver):  # not registered: a user's own solver
+        registry_name = "custom"
+
+    budget = Custom().budget(3)
+    assert budget.nfe is None and "unknown" in budget.describe()
+    bar = Progress("custom", budget, 3)
+    x = torch.zeros(1, 1, 8, 8)
+    with tiny_pixel_prior.observe(bar.network):
+        for i in range(3):
+            tiny_pixel_prior.x0(x, 1.0)
+            bar.callback(Step(i, 3, x, x, 1.0))
+    bar.close()
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "3NFE" in last.replace(" ", "") and "step=3/3" in last

@@ -100,12 +100,13 @@ class Solver:
 
     def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
         """What ``steps`` steps cost in network evaluations, without running the network."""
-        from invdiff.solvers.costs import budget
+        from invdiff.solvers.costs import solver_budget
 
-        return budget(self.registry_name, steps, hyper, prior)
+        return solver_budget(self, steps, hyper, prior)
 
-    def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int:
-        """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``)."""
+    def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int | None:
+        """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``; None when
+        the solver has no formula in ``invdiff.solvers.costs``)."""
         return self.budget(steps, prior=prior, **hyper).nfe
 
     def __call__(
@@ -137,7 +138,8 @@ class Progress:
     ) -> None:
         from tqdm import tqdm
 
-        self.counts_network = budget.nfe > 0
+        # a solver without a formula (nfe None) still counts its evaluations, without a total
+        self.counts_network = budget.nfe != 0
         self.bar = tqdm(
             total=budget.nfe if self.counts_network else steps,
             desc=name,

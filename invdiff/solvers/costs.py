@@ -13,19 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invdiff.priors.base import Prior
+
+if TYPE_CHECKING:
+    from invdiff.solvers.base import Solver
 
 
 @dataclass(frozen=True)
 class Budget:
     """The cost of one solver run."""
 
-    nfe: int  # network evaluations (calls of Prior.x0 / eps / score) per batch
+    nfe: int | None  # network evaluations (Prior.x0 / eps / score calls); None: no formula
     langevin_steps: int = 0  # inner Langevin steps (operator gradients, no network)
 
     def describe(self) -> str:
+        if self.nfe is None:
+            return "an unknown number of network evaluations (no formula for this solver)"
         text = f"{self.nfe:,} network evaluation{'s' if self.nfe != 1 else ''}"
         if self.langevin_steps:
             text += f" + {self.langevin_steps:,} Langevin steps (operator only, no network)"
@@ -87,19 +92,22 @@ FORMULAS: dict[str, Callable[[int, dict[str, Any], Prior | None], Budget]] = {
 }
 
 
+def solver_budget(
+    solver: Solver, steps: int, hyper: dict[str, Any] | None = None, prior: Prior | None = None
+) -> Budget:
+    """The cost of running ``solver`` for ``steps`` steps with ``hyper`` (defaults filled in).
+    ``prior`` makes the DAPS count exact (its ODE length depends on the prior's noise range);
+    without it the count is the paper's ``steps x ode_steps``. A solver registered outside the
+    package, without a formula here, gets ``Budget(None)``."""
+    hp = solver.hyperparameters(dict(hyper or {}))
+    formula = FORMULAS.get(solver.registry_name)
+    return formula(steps, hp, prior) if formula is not None else Budget(None)
+
+
 def budget(
     name: str, steps: int, hyper: dict[str, Any] | None = None, prior: Prior | None = None
 ) -> Budget:
-    """The cost of running solver ``name`` for ``steps`` steps with ``hyper`` (defaults filled
-    in). ``prior`` makes the DAPS count exact (its ODE length depends on the prior's noise
-    range); without it the count is the paper's ``steps x ode_steps``."""
+    """``solver_budget`` of the solver registered as ``name``."""
     from invdiff.solvers import get
 
-    solver = get(name)
-    hp = solver.hyperparameters(dict(hyper or {}))
-    if name not in FORMULAS:
-        raise KeyError(
-            f"no network-evaluation formula for solver {name!r}; add one to "
-            "invdiff/solvers/costs.py (FORMULAS)"
-        )
-    return FORMULAS[name](steps, hp, prior)
+    return solver_budget(get(name), steps, hyper, prior)
