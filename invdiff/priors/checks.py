@@ -111,8 +111,8 @@ def refuse_pickled_weights(subfolder: Path) -> None:
         "can run any code it contains. Convert it once to safetensors with PyTorch's restricted "
         "loader (torch.load(..., weights_only=True) reads tensors only and refuses code):\n"
         '  python3 -c "import torch; from safetensors.torch import save_file; '
-        f"save_file(torch.load('{pickled}', map_location='cpu', weights_only=True), "
-        f"'{target}')\"\n"
+        f"save_file(torch.load({str(pickled)!r}, map_location='cpu', weights_only=True), "
+        f'{str(target)!r})"\n'
         "then load the folder again (the .bin file may stay; it is not read)."
     )
 
