@@ -14,7 +14,6 @@ means without any prior. Writes ``demo.png`` (the figure), ``clean.png`` and, pe
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,11 +165,12 @@ def figure(x: Tensor, rows: list[DemoRow], path: Path, title: str) -> Path:
             axes[1, j].text(0.5, 0.5, f"{row.kind}:\nno pinv", ha="center", va="center", fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout(h_pad=1.5)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    from invdiff.io import write_with
+
+    try:
+        write_with(path, lambda f: fig.savefig(f, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -191,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
             f"invdiff demo: unknown or unavailable operator(s) {unknown}; "
             f"choose from {', '.join(DEMO_OPERATORS)}"
         )
+    from invdiff.io import check_writable
+
+    check_writable(args.out)
     start = time.perf_counter()
     x = photo(args.photo, args.size, 3)
     rows = degrade(x, list(args.operators), args.sigma_y, args.seed)

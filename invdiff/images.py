@@ -7,7 +7,7 @@ image writers and metric adapters call these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -102,25 +102,134 @@ def to_uint8(x: Tensor) -> np.ndarray:
     return u.permute(0, 2, 3, 1).numpy()
 
 
-def load_image(path: str | Path, size: int | None = None, channels: int | None = None) -> Tensor:
+#: the largest image (width x height) ``load_image`` decodes: larger files are refused before
+#: their pixels are decompressed (a small file can declare a huge image)
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+#: the largest side ``load_image`` resizes to (a 4096 x 4096 colour image is 200 MB as float32)
+MAX_SIZE = 4096
+
+
+def check_size(size: object, name: str = "size") -> None:
+    """``size`` (pixels of a square image) is None or an int in [1, ``MAX_SIZE``]."""
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{name} must be a positive integer (pixels), got {size!r}")
+    if size > MAX_SIZE:
+        raise ValueError(f"{name} must be at most {MAX_SIZE} pixels, got {size}")
+
+
+def _pixels(img, path: Path, notes: list[str], channels: int | None) -> Tensor:  # noqa: ANN001
+    """The pixels of a PIL image as ``1 x C x H x W`` in [-1, 1], C = 1 or 3, at full depth."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(img).astype(np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(
+                f"image file {path}: 32-bit integer pixels outside [0, 65535]; "
+                "save it as an 8- or 16-bit image"
+            )
+        notes.append(f"16-bit grey pixels ({mode}) scaled by 1/65535")
+        t = from_unit(torch.from_numpy(a / 65535.0).float()[None, None])
+        if channels == 3:
+            notes.append("grey replicated to 3 channels")
+            t = t.expand(-1, 3, -1, -1).contiguous()
+        return t
+    if mode == "F":
+        raise ValueError(
+            f"image file {path}: 32-bit float pixels have no defined range; "
+            "save it as an 8- or 16-bit image"
+        )
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+        notes.append("palette image expanded to colour")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        alpha = np.asarray(img.getchannel("A"))
+        base = "RGB" if mode.startswith("RGB") else "L"
+        if alpha.min() < 255:
+            # transparent pixels have no colour of their own: show them on the black background
+            black = Image_new(base, img.size)
+            black.paste(img.convert(base), mask=img.getchannel("A"))
+            notes.append("transparent pixels composited onto black")
+            img = black
+        else:
+            img = img.convert(base)
+        mode = img.mode
+    if mode == "1":
+        img, mode = img.convert("L"), "L"
+    if mode not in ("L", "RGB"):
+        notes.append(f"{mode} pixels converted to RGB")
+        img, mode = img.convert("RGB"), "RGB"
+    if channels == 1 and mode == "RGB":
+        img = img.convert("L")
+        notes.append("colour converted to grey (luminance)")
+    elif channels == 3 and mode == "L":
+        img = img.convert("RGB")
+        notes.append("grey replicated to 3 channels")
+    return from_uint8(np.asarray(img))
+
+
+def Image_new(mode: str, size: tuple[int, int]):  # noqa: ANN201, N802 - PIL's constructor
+    from PIL import Image
+
+    return Image.new(mode, size)
+
+
+def load_image(
+    path: str | Path,
+    size: int | None = None,
+    channels: int | None = None,
+    *,
+    report: Callable[[str], None] | None = None,
+) -> Tensor:
     """Read an image file as a ``1 x C x H x W`` tensor in [-1, 1].
 
-    ``size`` centre-crops to a square and resizes (antialiased); ``channels`` converts to
-    1 (luminance) or 3 (RGB).
+    8-bit, 16-bit (scaled by 1/65535), palette and transparent (composited onto black) images
+    are read; an unreadable, truncated or oversized file (``MAX_IMAGE_PIXELS``) is a
+    ``ValueError`` naming the file. ``size`` centre-crops to a square and resizes (antialiased);
+    ``channels`` converts to 1 (luminance) or 3 (RGB). ``report`` receives one sentence per
+    conversion made (channels, depth, crop and resize), so a caller can tell the user.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    img = Image.open(path)
-    if channels == 1:
-        img = img.convert("L")
-    elif channels == 3 or img.mode not in ("L", "RGB"):
-        img = img.convert("RGB")
-    x = from_uint8(np.asarray(img))
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    check_size(size)
+    notes: list[str] = []
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"image file {path} declares {w} x {h} pixels, more than invdiff decodes "
+                    f"({MAX_IMAGE_PIXELS:,}); resize it first"
+                )
+            img.load()
+            x = _pixels(img, path, notes, channels)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"image file {path} refused: {err}; resize it first") from None
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"image file {path} is not an image PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP)"
+        ) from None
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"image file {path} is damaged or truncated: {err}") from None
     if size is not None:
+        h, w = x.shape[-2:]
+        if (h, w) != (size, size):
+            crop = "centre-cropped to a square and " if h != w else ""
+            notes.append(f"{w} x {h} image {crop}resized to {size} x {size}")
         x = center_crop_resize(x, size)
+    if report is not None:
+        for note in notes:
+            report(f"{path}: {note}")
     return x
 
 
@@ -147,9 +256,6 @@ def save_image(x: Tensor, path: str | Path) -> Path:
         raise ValueError(f"save_image writes one image; got a batch of {x.shape[0]}")
     a = to_uint8(x)[0]
     img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    from invdiff.io import write_with
+
+    return write_with(Path(path), lambda f: img.save(f, format="PNG"))

@@ -154,9 +154,20 @@ class Problem:
         ``measurement_seed(name, index, seed)`` and moved to ``x``'s device, so the
         measurement of an image never depends on the batch, the shard or the device.
         """
-        if x.ndim != 4:
-            raise ValueError(f"x must be a batch N x C x H x W, got shape {tuple(x.shape)}")
+        from invdiff.images import check_image
+
+        check_image(x, "x", channels=self.channels, size=(self.image_size, self.image_size))
         n = x.shape[0]
+        if isinstance(index, bool) or (
+            not isinstance(index, int)
+            and (
+                isinstance(index, str | bytes)
+                or not all(hasattr(i, "__index__") and not isinstance(i, bool) for i in index)
+            )
+        ):
+            raise TypeError(
+                f"index must be an int or one int per image (data set indices), got {index!r}"
+            )
         indices = (
             list(range(int(index), int(index) + n))
             if isinstance(index, int)
@@ -166,6 +177,10 @@ class Problem:
             raise ValueError(
                 f"index must give one data set index per image ({n}), got {len(indices)}"
             )
+        if any(i < 0 for i in indices):
+            raise ValueError(f"index must hold data set indices >= 0, got {indices[:8]}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         op = operator if operator is not None else self.operator(x.device)
         noise = self.noise
         with torch.no_grad():
@@ -202,8 +217,8 @@ class Problem:
                 f"got {dataset!r}"
             )
         size, channels = data["image_size"], data.get("channels", 1)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise fail(f"image_size must be a positive integer, got {size!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+            raise fail(f"image_size must be an integer in [1, 4096], got {size!r}")
         if channels not in (1, 3) or isinstance(channels, bool):
             raise fail(f"channels must be 1 or 3, got {channels!r}")
         description = data.get("description", "")

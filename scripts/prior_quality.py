@@ -185,20 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         results["priors"][name] = q
         print(name, json.dumps(q, indent=1), flush=True)
         if args.update_cards:
+            from invdiff.io import write_text
             from invdiff.training.export import write_card
 
-            tmp = folder / "quality.json.tmp"
-            tmp.write_text(json.dumps(q, indent=2) + "\n")
-            tmp.replace(folder / "quality.json")
+            write_text(folder / "quality.json", json.dumps(q, indent=2) + "\n")
             write_card(folder)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_file():  # keep the figures of priors measured by an earlier call
         earlier = json.loads(out.read_text()).get("priors", {})
         results["priors"] = {**earlier, **results["priors"]}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out)
+    from invdiff.io import write_text
+
+    write_text(out, json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -41,7 +41,13 @@ IN_SHAPE = (1, 4, 4)
 SIGMA_Y = 0.05
 #: seeds of the fixed problem (prior, operator, clean image, measurement noise)
 PRIOR_SEED, OPERATOR_SEED, PROBLEM_SEED = 0, 1, 2
-OPERATOR_KINDS = ("inpainting", "cs")
+OPERATOR_KINDS = ("inpainting", "cs", "sr2", "blur")
+#: the mixtures of the widened test bed: name -> (dimension, components, in_shape, seed, scale)
+MIXTURES: dict[str, tuple[int, int, tuple[int, int, int], int, float]] = {
+    "m16": (16, 4, (1, 4, 4), PRIOR_SEED, 0.5),
+    "m24": (24, 6, (1, 4, 6), 11, 0.8),
+}
+SIGMA_YS = (0.01, 0.05, 0.1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,10 +138,19 @@ class SquashOperator(Operator):
         return torch.tanh(2 * x)
 
 
-def make_gmm_prior() -> GaussianMixturePrior:
-    """The conftest ``gmm_prior`` (same seed and shape), built without pytest."""
+def make_gmm_prior(mixture: str = "m16") -> GaussianMixturePrior:
+    """A mixture of ``MIXTURES``; ``"m16"`` is the conftest ``gmm_prior`` (same seed and shape).
+
+    ``"m24"``: 24 dimensions, 6 components, covariances of a larger scale (so the components
+    overlap and each is strongly anisotropic: eigenvalues spread over a factor of ten).
+    """
+    dim, components, in_shape, seed, scale = MIXTURES[mixture]
     return GaussianMixturePrior.random(
-        16, 4, in_shape=IN_SHAPE, generator=torch.Generator().manual_seed(PRIOR_SEED)
+        dim,
+        components,
+        in_shape=in_shape,
+        generator=torch.Generator().manual_seed(seed),
+        scale=scale,
     )
 
 
@@ -143,7 +158,9 @@ def make_operator(
     kind: str, in_shape: tuple[int, int, int] = IN_SHAPE, seed: int = OPERATOR_SEED
 ) -> SVDOperator:
     """``"inpainting"``: half the pixels observed at random; ``"cs"``: a dense Gaussian matrix
-    with half as many rows as pixels. Both from the registry when it has them."""
+    with half as many rows as pixels (10 x 24 for the 24-d mixture, singular values spread);
+    ``"sr2"``: 2x average pooling; ``"blur"``: a circular 3 x 3 Gaussian blur (singular values
+    down to a few hundredths). From the registry when it has them."""
     g = torch.Generator().manual_seed(seed)
     n = math.prod(in_shape)
     if kind == "inpainting":
@@ -162,6 +179,10 @@ def make_operator(
             )
         a = torch.randn(n // 2, n, generator=g, dtype=torch.float64) / math.sqrt(n // 2)
         return DenseSVDOperator(a, in_shape)
+    if kind == "sr2":
+        return invdiff.operators.get("super_resolution", in_shape=in_shape, factor=2)
+    if kind == "blur":
+        return invdiff.operators.get("gaussian_blur", in_shape=in_shape, size=3, sigma=0.8)
     raise ValueError(f"operator kind must be one of {OPERATOR_KINDS}, got {kind!r}")
 
 
@@ -189,12 +210,18 @@ class Problem:
 
 
 def make_problem(
-    kind: str, sigma_y: float = SIGMA_Y, prior: GaussianMixturePrior | None = None
+    kind: str,
+    sigma_y: float = SIGMA_Y,
+    prior: GaussianMixturePrior | None = None,
+    truth: int = 0,
 ) -> Problem:
-    """The fixed problem: ``y = A x + N(0, sigma_y^2)`` with ``x`` drawn from the prior."""
+    """The fixed problem: ``y = A x + N(0, sigma_y^2)`` with ``x`` drawn from the prior.
+
+    ``truth`` picks another clean image and noise draw (0 is the historical one).
+    """
     prior = prior if prior is not None else make_gmm_prior()
     op = make_operator(kind, prior.in_shape)
-    g = torch.Generator().manual_seed(PROBLEM_SEED)
+    g = torch.Generator().manual_seed(PROBLEM_SEED + 1000 * truth)
     x = prior.sample(1, g)
     noise = Gaussian(sigma_y)
     with torch.no_grad():
@@ -263,4 +290,63 @@ def posterior_distance(
 
     return PosteriorDistance(
         sw(samples, exact), sw(prior_samples, exact), sw(exact2, exact), samples
+    )
+
+
+@dataclass
+class PosteriorFit:
+    """How a solver's samples for one ``y`` compare with the exact posterior's.
+
+    ``ratio``: SW distance to the exact samples over the prior's (0 is exact, 1 ignores ``y``);
+    ``floor``: the exact-vs-exact SW distance over the prior's (sampling noise);
+    ``mean_error``: distance of the sample mean to the exact posterior mean, over the prior
+    mean's distance to it; ``spread``: RMS per-coordinate standard deviation over the exact
+    one's; ``residual``: RMS ``A x - y`` of the samples over the exact samples' (below 1: the
+    samples over-fit the noise in ``y``; above 1: they under-fit it).
+    """
+
+    ratio: float
+    floor: float
+    mean_error: float
+    spread: float
+    residual: float
+    samples: Tensor
+
+
+def _rms_std(x: Tensor) -> float:
+    return float(x.flatten(1).double().var(0).mean().sqrt())
+
+
+def _rms_residual(problem: Problem, x: Tensor) -> float:
+    with torch.no_grad():
+        r = problem.operator(x.float()) - problem.y
+    return float(r.double().pow(2).mean().sqrt())
+
+
+def posterior_fit(
+    solver_name: str, problem: Problem, n: int = 256, steps: int = 100, seed: int = 0, **hyper
+) -> PosteriorFit:
+    """Run ``solver_name`` on ``problem`` and compare its ``n`` samples with exact ones."""
+    exact = problem.posterior_samples(n, seed=1000 + seed)
+    exact2 = problem.posterior_samples(n, seed=2000 + seed)
+    prior_samples = problem.prior.sample(n, torch.Generator().manual_seed(3000 + seed))
+    samples = run_solver(solver_name, problem, n, steps, seed=seed, **hyper)
+
+    def sw(a: Tensor, b: Tensor) -> float:
+        return sliced_wasserstein(a, b, projections=256, generator=torch.Generator().manual_seed(7))
+
+    prior_d = sw(prior_samples, exact)
+    post = problem.prior.posterior(problem.matrix, problem.noise.sigma, problem.y)
+    exact_mean = (post.weights[:, None] * post.means).sum(0)
+    prior_mean = problem.prior.mixture.weights @ problem.prior.mixture.means
+    mean_error = float((samples.flatten(1).double().mean(0) - exact_mean).norm()) / float(
+        (prior_mean - exact_mean).norm()
+    )
+    return PosteriorFit(
+        ratio=sw(samples, exact) / prior_d,
+        floor=sw(exact2, exact) / prior_d,
+        mean_error=mean_error,
+        spread=_rms_std(samples) / _rms_std(exact),
+        residual=_rms_residual(problem, samples) / _rms_residual(problem, exact),
+        samples=samples,
     )

@@ -26,10 +26,15 @@ def no_fmnist(monkeypatch, tmp_path):
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "system")
     monkeypatch.setattr(fashion_mnist, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
-    monkeypatch.setattr(fashion_mnist, "_reachable", lambda url, timeout=3.0: False)
-    monkeypatch.setattr(
-        fashion_mnist, "_download", lambda split: pytest.fail("tests never download")
-    )
+    import socket
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        pytest.fail("invdiff never downloads")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlretrieve", no_network)
 
 
 def test_registry():

@@ -156,3 +156,19 @@ def test_a_variant_weights_file_is_named_in_the_error(tmp_path):
     DDPMScheduler().save_pretrained(tmp_path / "v")
     with pytest.raises(FileNotFoundError, match="found diffusion_pytorch_model.fp16.safetensors"):
         invdiff.priors.load(tmp_path / "v")
+
+
+def test_the_command_line_prints_the_bin_refusal_on_one_line(tmp_path, capsys):
+    from invdiff.cli import main
+
+    folder = tmp_path / "bin"
+    tiny_unet().save_pretrained(folder / "unet", safe_serialization=False)
+    DDPMScheduler().save_pretrained(folder / "scheduler")
+    argv = ["solve", "--problem", "fmnist-box", "--solver", "dps", "--prior", str(folder)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds pickled PyTorch weights" in lines[0], lines
+    # the conversion command stays whole, introduced by its sentence
+    assert 'refuses code): python3 -c "import torch;' in lines[0]
+    assert re.search(r'python3 -c "(.*)"; then load the folder again', lines[0])
+    assert not (tmp_path / "out").exists()

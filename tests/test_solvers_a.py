@@ -135,10 +135,11 @@ def test_noiseless_y_is_reproduced(name, kind):
 
 
 def test_dps_noiseless_fit_is_close():
-    """DPS moves ``zeta * grad ||r||``: a step of length about ``zeta`` whatever the residual,
-    tiny per pixel on a 256^2 image (the paper's zeta = 1) but not on this 16-pixel test bed, and
-    the one-step likelihood approximation does not enforce ``A x = y``. Measured misfit with
-    zeta = 0.2, 50 steps: about 0.25 of a prior sample's (zeta = 0.05: 0.65, too weak)."""
+    """The paper's DPS (``likelihood="paper"``) moves ``zeta * grad ||r||``: a step of length
+    about ``zeta`` whatever the residual, tiny per pixel on a 256^2 image (the paper's zeta = 1)
+    but not on this 16-pixel test bed, and the one-step likelihood approximation does not enforce
+    ``A x = y``. Measured misfit with zeta = 0.2, 50 steps: about 0.25 of a prior sample's
+    (zeta = 0.05: 0.65, too weak)."""
     problem = make_problem("inpainting", sigma_y=0.0)
     y = problem.y.expand(16, *problem.y.shape[1:])
     x = invdiff.solve(
@@ -150,6 +151,7 @@ def test_dps_noiseless_fit_is_close():
         steps=50,
         generator=0,
         zeta=0.2,
+        likelihood="paper",
     )
     prior_x = problem.prior.sample(16, torch.Generator().manual_seed(1))
     fit = (problem.operator(x) - y).flatten(1).norm(dim=1)
@@ -166,7 +168,15 @@ def test_dps_poisson_noise_pulls_towards_y():
     y = (noise(op(x_true), g) * op.mask).expand(16, 1, 4, 4)
     # zeta = 0.3: the step length suited to this 16-pixel problem (see the test above)
     x = invdiff.solve(
-        "dps", prior=prior, operator=op, y=y, noise=noise, steps=50, generator=0, zeta=0.3
+        "dps",
+        prior=prior,
+        operator=op,
+        y=y,
+        noise=noise,
+        steps=50,
+        generator=0,
+        zeta=0.3,
+        likelihood="paper",
     )
     prior_x = prior.sample(16, g)
     fit = (op(x) - y).flatten(1).norm(dim=1)
@@ -192,6 +202,7 @@ def test_dps_takes_any_differentiable_operator(operator):
         steps=30,
         generator=0,
         zeta=0.3,
+        likelihood="paper",
     )
     fit = (operator(x) - y).flatten(1).norm(dim=1)
     prior_fit = (operator(prior.sample(16, g)) - y).flatten(1).norm(dim=1)

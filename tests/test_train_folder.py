@@ -15,6 +15,7 @@ from test_training import read_log, tiny_config, tiny_data
 import invdiff
 from invdiff.cli import main
 from invdiff.training import train
+from invdiff.training.loop import load_checkpoint_file
 
 TINY = ["--steps", "3", "--image-size", "8", "--channels", "8,16", "--attention", "0,0"]
 TINY += ["--norm-groups", "4", "--layers-per-block", "1", "--batch-size", "2", "--log-every", "1"]
@@ -98,6 +99,11 @@ def test_loss_csv_is_continuous_across_a_resume(tmp_path):
     train(tiny_config(tmp_path, name="resumed", steps=1, **kw), progress=False, data=data)
     with open(tmp_path / "resumed" / "loss.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["1"]  # the end of the first part
+    # the running mean of the loss since the last on-grid row is kept in the checkpoint
+    running, count = load_checkpoint_file(tmp_path / "resumed" / "checkpoint.safetensors")[
+        "loss_running"
+    ]
+    assert count == 1 and running > 0
     resumed = train(
         tiny_config(tmp_path, name="resumed", steps=2, **kw), resume=True, progress=False, data=data
     )
@@ -105,6 +111,6 @@ def test_loss_csv_is_continuous_across_a_resume(tmp_path):
     assert [r["step"] for r in b] == ["2"]  # the mean of steps 1 and 2, as in the straight run
     assert [(r["step"], r["loss"]) for r in a] == [(r["step"], r["loss"]) for r in b]
     assert torch.equal(
-        torch.load(straight / "checkpoint.pt", weights_only=False)["model"]["conv_in.weight"],
-        torch.load(resumed / "checkpoint.pt", weights_only=False)["model"]["conv_in.weight"],
+        load_checkpoint_file(straight / "checkpoint.safetensors")["model"]["conv_in.weight"],
+        load_checkpoint_file(resumed / "checkpoint.safetensors")["model"]["conv_in.weight"],
     )

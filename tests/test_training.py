@@ -10,6 +10,7 @@ import torch
 
 from invdiff.training import EMA, TrainConfig, train
 from invdiff.training.command import add_arguments, config_from_args
+from invdiff.training.loop import load_checkpoint_file
 
 
 def tiny_data(n: int = 64, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +58,7 @@ def test_tiny_run_lowers_the_loss(tmp_path):
     assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8
     for f in (
         "config.json",
-        "checkpoint.pt",
+        "checkpoint.safetensors",
         "prior/unet/config.json",
         "prior/training.json",
         "samples/latest.png",
@@ -84,8 +85,8 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
         data=data,
     )
     assert half == resumed
-    a = torch.load(straight / "checkpoint.pt", weights_only=False)
-    b = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    a = load_checkpoint_file(straight / "checkpoint.safetensors")
+    b = load_checkpoint_file(resumed / "checkpoint.safetensors")
     assert a["step"] == b["step"] == 6
     for key in ("model",):
         for name, t in a[key].items():
@@ -131,7 +132,7 @@ def test_training_exports_the_ema_weights_not_the_raw_ones(tmp_path):
     out = train(
         tiny_config(tmp_path, steps=5, checkpoint_every=5), progress=False, data=tiny_data()
     )
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint_file(out / "checkpoint.safetensors")
     import invdiff
 
     prior = invdiff.priors.load(out / "prior")

@@ -56,23 +56,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from invdiff.bench import runner
-    from invdiff.bench.suite import SuiteError, load
+    from invdiff.bench.suite import load
 
-    try:
-        suite = load(
-            args.suite,
-            data_dir=args.data,
-            prior_dir=args.prior,
-            limit=args.limit,
-            device=args.device,
-        )
-        out = args.out or Path("runs") / "bench" / suite.name
-        result = runner.run(
-            suite, out, restart=args.restart, progress=not args.quiet, figures=not args.no_figures
-        )
-    except (SuiteError, FileNotFoundError) as err:
-        print(f"invdiff bench: {err}", file=sys.stderr)
-        return 2
+    # errors (SuiteError lists every problem found) are printed by invdiff.cli.main, exit 2
+    suite = load(
+        args.suite,
+        data_dir=args.data,
+        prior_dir=args.prior,
+        limit=args.limit,
+        device=args.device,
+    )
+    out = args.out or Path("runs") / "bench" / suite.name
+    result = runner.run(
+        suite, out, restart=args.restart, progress=not args.quiet, figures=not args.no_figures
+    )
     if "rank" in result:  # a non-zero rank: rank 0 reports
         return 1 if result.get("errors") else 0
     print(

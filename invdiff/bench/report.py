@@ -147,11 +147,10 @@ def figure(prep: Any, out: Path, problem_name: str) -> Path | None:
                 ax.set_ylabel(f"#{i}", fontsize=7)
     fig.suptitle(problem_name, fontsize=9)
     fig.tight_layout()
-    path = out / "figures" / f"{problem_name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    from invdiff.io import check_name, inside, write_with
+
+    path = inside(out, out / "figures" / f"{check_name(problem_name, 'problem name')}.png")
+    write_with(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from invdiff import io as safe_io
 
 #: the fields that identify a row; a resumed run never repeats or drops a key
 KEY_FIELDS: tuple[str, ...] = ("image", "problem", "solver", "seed")
@@ -44,47 +45,35 @@ def dumps(row: dict[str, Any]) -> str:
 def repair(path: str | Path) -> int:
     """Cut a torn last line (a write interrupted by a kill); returns the bytes removed."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return 0
-    data = path.read_bytes()
+    data = safe_io.read_bytes(path)
     if not data or data.endswith(b"\n"):
         return 0
     keep = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(keep)
-        f.flush()
-        os.fsync(f.fileno())
+    safe_io.truncate(path, keep)
     return len(data) - keep
 
 
 def append(path: str | Path, row: dict[str, Any]) -> None:
-    """Append one row as one line: a single ``write`` with ``O_APPEND``, then ``fsync``."""
-    line = (dumps(row) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = os.write(fd, line)
-        while written < len(line):  # a short write (signals, full pipes) continues where it stopped
-            written += os.write(fd, line[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append one row as one line: a single ``write`` with ``O_APPEND``, then ``fsync`` (a link
+    planted under the file's name is refused)."""
+    safe_io.append_bytes(path, (dumps(row) + "\n").encode())
 
 
 def read(path: str | Path) -> Iterator[dict[str, Any]]:
     """The complete rows of a file (a torn or corrupt line is skipped)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                continue  # torn last line: not a row yet
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and all(k in row for k in KEY_FIELDS):
-                yield row
+    lines = safe_io.read_bytes(path).split(b"\n")
+    for line in lines[:-1]:  # the part after the last newline is a torn line, not a row yet
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict) and all(k in row for k in KEY_FIELDS):
+            yield row
 
 
 def read_all(paths: Iterable[str | Path]) -> dict[RowKey, dict[str, Any]]:
@@ -98,27 +87,13 @@ def read_all(paths: Iterable[str | Path]) -> dict[RowKey, dict[str, Any]]:
 
 def write_atomic(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Rewrite ``path`` with ``rows`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = "".join(dumps(row) + "\n" for row in rows)
+    safe_io.write_text(path, text)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write a text file through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return safe_io.write_text(path, text)
 
 
 def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

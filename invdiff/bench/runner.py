@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from invdiff import io as safe_io
 from invdiff.bench import rows as rowio
 from invdiff.bench.distributed import World, setup
 from invdiff.bench.suite import SolverSpec, Suite, SuiteError
@@ -86,21 +87,14 @@ class Prepared:
 
 
 def resolve_device(spec: str, world: World | None = None) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    from invdiff.device import resolve_device as resolve
+
     try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise SuiteError(
-            f"device {spec!r} is not a torch device (auto, cpu, cuda, cuda:1)"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SuiteError(
-                f"device {spec!r} requested but CUDA is not available here; use --device cpu"
-            )
-        if world is not None and world.size > 1 and device.index is None:
-            device = torch.device("cuda", world.local_rank)
+        device = resolve(spec, "device")
+    except (TypeError, ValueError) as err:
+        raise SuiteError(str(err)) from None
+    if device.type == "cuda" and world is not None and world.size > 1 and device.index is None:
+        device = torch.device("cuda", world.local_rank)
     return device
 
 
@@ -331,26 +325,40 @@ def _solver_seed(problem: str, solver: str, seed: int, chunk: list[int]) -> int:
 
 
 def samples_path(out: Path, problem: str, solver: str, seed: int, chunk_id: int) -> Path:
-    return out / "samples" / problem / solver / f"seed{seed}" / f"batch{chunk_id:05d}.npz"
+    """Where a batch's reconstructions go; the names are checked, the path proven under ``out``."""
+    path = (
+        out
+        / "samples"
+        / safe_io.check_name(problem, "problem name")
+        / safe_io.check_name(solver, "solver label")
+        / f"seed{int(seed)}"
+        / f"batch{int(chunk_id):05d}.npz"
+    )
+    safe_io.inside(out, path, "samples file")
+    return path
 
 
 def _save_samples(path: Path, x: Tensor, indices: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(
-        tmp, images=to_uint8(torch.nan_to_num(x).clamp(-1, 1)), indices=np.asarray(indices)
+    images = to_uint8(torch.nan_to_num(x).clamp(-1, 1))
+    safe_io.write_with(
+        path, lambda f: np.savez_compressed(f, images=images, indices=np.asarray(indices))
     )
-    tmp.replace(path)
 
 
 def iter_samples(
     out: Path, problem: str, solver: str, seed: int
 ) -> Iterator[tuple[list[int], Tensor]]:
     """The saved reconstructions of one (problem, solver, seed), batch by batch."""
-    folder = out / "samples" / problem / solver / f"seed{seed}"
+    folder = samples_path(out, problem, solver, seed, 0).parent
     for f in sorted(folder.glob("batch*.npz")):
-        with np.load(f) as z:
-            imgs, idx = z["images"], z["indices"]
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                imgs, idx = z["images"], z["indices"]
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            raise SuiteError(
+                f"saved samples {f} cannot be read ({err}); delete the file (its batch is "
+                "solved again) or pass --restart"
+            ) from None
         yield (
             [int(i) for i in idx.tolist()],
             from_uint8(torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()),
@@ -376,8 +384,18 @@ def _check_run_folder(out: Path, suite: Suite, restart: bool) -> None:
         "prior": suite.overrides.get("prior"),
     }
     path = out / RUN_INFO
-    if path.is_file() and not restart:
-        old = json.loads(path.read_text())
+    if out.exists() and not out.is_dir():
+        raise SuiteError(f"--out {out} is a file, not a folder; choose a folder")
+    if (path.exists() or path.is_symlink()) and not restart:
+        try:
+            old = json.loads(safe_io.read_bytes(path))
+            if not isinstance(old, dict):
+                raise ValueError(f"a JSON object expected, got {type(old).__name__}")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SuiteError(
+                f"{path} is corrupt ({err}); pass --restart to discard the results in {out}, "
+                "or another --out"
+            ) from None
         old = {k: old.get(k) for k in info}
         if old != info:
             raise SuiteError(
@@ -386,14 +404,41 @@ def _check_run_folder(out: Path, suite: Suite, restart: bool) -> None:
             )
 
 
+def _check_batches(out: Path, prep: Prepared) -> None:
+    """Refuse rows solved in other batches than this run would use (e.g. by a ``--limit`` run).
+
+    A row depends on its batch (the solver's generator is seeded by the batch's images), so a
+    folder whose rows came from batches of another composition would mix two different runs.
+    """
+    plan = {i: (cid, len(chunk)) for cid, chunk in enumerate(prep.chunks) for i in chunk}
+    keys = prep.keys()
+    stale = [
+        r
+        for r in rowio.read_all([out / ROWS, *sorted(out.glob("rows.rank*.jsonl"))]).values()
+        if rowio.row_key(r) in keys
+        and (r.get("batch"), r.get("batch_size")) != plan[int(r["image"])]
+    ]
+    if stale:
+        r = stale[0]
+        raise SuiteError(
+            f"{out} holds {len(stale)} row(s) solved in other batches than this run uses "
+            f"(e.g. image {r['image']} of {r['problem']!r} / {r['solver']!r} in a batch of "
+            f"{r.get('batch_size')}, here {plan[int(r['image'])][1]}): an earlier run with "
+            "another --limit or batch_size. Their reconstructions differ from this run's; pass "
+            "--restart to discard them, or another --out"
+        )
+
+
 def _start_run_folder(out: Path, suite: Suite, restart: bool) -> None:
-    if restart and out.exists():
+    if restart and out.is_dir():
         for name in (ROWS, RUN_INFO, "errors.jsonl"):
             (out / name).unlink(missing_ok=True)
         for f in out.glob("rows.rank*.jsonl"):
             f.unlink()
         for f in out.glob("errors.rank*.jsonl"):
             f.unlink()
+        if (out / "samples").is_symlink():
+            (out / "samples").unlink()
         shutil.rmtree(out / "samples", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     info = {
@@ -402,7 +447,7 @@ def _start_run_folder(out: Path, suite: Suite, restart: bool) -> None:
         "data": suite.overrides.get("data"),
         "prior": suite.overrides.get("prior"),
     }
-    if not (out / RUN_INFO).is_file():
+    if not (out / RUN_INFO).exists():
         rowio.write_text_atomic(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
     if suite.path is not None:
         rowio.write_text_atomic(out / "suite.toml", suite.path.read_text())
@@ -567,9 +612,13 @@ def run(
         error: Exception | None = None
         prep = None
         try:
+            if world.is_main:
+                safe_io.check_writable(out)
             prep = prepare(suite, world)
             _check_run_folder(out, suite, restart)
-        except SuiteError as err:
+            if not restart and out.is_dir():
+                _check_batches(out, prep)
+        except (ValueError, OSError) as err:  # SuiteError, unsafe or unwritable --out
             error = err
         if not world.all_ok(error is None):
             raise error or SuiteError("another rank rejected the suite (see its error)")
@@ -614,10 +663,10 @@ def run(
 
 
 def _read_errors(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in safe_io.read_bytes(path).decode("utf-8", errors="replace").splitlines():
         try:
             r = json.loads(line)
         except json.JSONDecodeError:

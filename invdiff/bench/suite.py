@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invdiff.io import check_name
 from invdiff.problems import PRIOR_KINDS, Problem, ProblemFileError
 from invdiff.problems import get as get_problem
 from invdiff.registry import SOLVERS, UnknownNameError
@@ -170,6 +171,10 @@ def parse(
         raise SuiteError(f"suite {where}:\n  " + "\n  ".join(errors))
 
     suite = Suite(name=data.get("name", name), path=path, sha256=sha256)
+    try:  # the default output folder is runs/bench/<name>
+        check_name(suite.name, "suite name")
+    except (TypeError, ValueError) as err:
+        errors.append(str(err))
     suite.description = data.get("description", "")
     suite.device = device or data.get("device", "auto")
     suite.batch_size = data.get("batch_size", suite.batch_size)
@@ -226,6 +231,10 @@ def parse(
             errors.append(str(err))
     seen: set[str] = set()
     for p in problems:
+        try:  # results and figures are stored under the problem's name
+            check_name(p.name, "problem name")
+        except (TypeError, ValueError) as err:
+            errors.append(str(err))
         if p.name in seen:
             errors.append(f"problem {p.name!r} is listed twice")
         seen.add(p.name)
@@ -352,6 +361,11 @@ def parse(
                 "(two entries of one solver need labels)"
             )
             continue
+        try:  # samples are stored in a folder named by the label
+            check_name(label, f"{tag}: label")
+        except ValueError as err:
+            errors.append(str(err))
+            continue
         labels.add(label)
         hyper = entry.get("hyper", {})
         per_problem = entry.get("per_problem", {})
@@ -369,6 +383,17 @@ def parse(
                 solver.hyperparameters(dict(hp))
             except (TypeError, ValueError) as err:
                 errors.append(f"{tag}: {err}")
+                continue
+            for key, value in hp.items():
+                default = solver.defaults.get(key)
+                number = isinstance(default, int | float) and not isinstance(default, bool)
+                if number and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    errors.append(
+                        f"{tag}: hyperparameter {key} must be a number (default {default!r}), "
+                        f"got {value!r}"
+                    )
+                elif isinstance(default, bool) and not isinstance(value, bool):
+                    errors.append(f"{tag}: hyperparameter {key} must be true/false, got {value!r}")
         only = entry.get("problems")
         if only is not None:
             if not isinstance(only, list) or not all(isinstance(p, str) for p in only):

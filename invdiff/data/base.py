@@ -38,12 +38,19 @@ class ImageDataset(Dataset):
             idx = torch.arange(n)[indices]
         else:
             idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+        if isinstance(indices, bool) or (
+            isinstance(indices, Tensor) and indices.is_floating_point()
+        ):
+            raise TypeError(f"indices must be integers, got {indices!r}")
+        if isinstance(indices, Sequence) and any(isinstance(i, bool | float) for i in indices):
+            raise TypeError(f"indices must be integers, got {list(indices)[:8]}")
+        # negative indices are refused, not wrapped: -1 is a typo more often than "the last"
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
             raise IndexError(
                 f"indices must lie in [0, {n}) for this data set of {n} images, "
                 f"got {idx.tolist()[:8]}"
             )
-        return self._load(idx % n if n else idx)
+        return self._load(idx)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         label = int(self.labels[i]) if self.labels is not None else -1

@@ -4,11 +4,11 @@ Returned as float32 ``1 x 32 x 32`` images in [-1, 1]: the 28x28 images zero-pad
 on every side with the background value -1 (the size every invdiff model and problem uses), with
 the official split (``train``: 60,000, ``test``: 10,000) and integer labels.
 
-The IDX ``.gz`` files are looked for, in order, in a ``root=`` given by the caller,
-``/usr/share/datasets/fashion-mnist/`` (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``),
-the folder named by ``INVDIFF_FASHION_MNIST`` and the download cache
-``<invdiff home>/data/fashion-mnist``; only when none has them and ``download`` is true (the
-default) and the official server is reachable are they downloaded into the cache.
+The IDX ``.gz`` files are read from ``root=`` when the caller gives one (and only from there),
+else from the first of ``/usr/share/datasets/fashion-mnist/`` (Debian/Ubuntu:
+``apt-get install dataset-fashion-mnist``), the folder named by ``INVDIFF_FASHION_MNIST`` and
+``<invdiff home>/data/fashion-mnist`` that holds them. Nothing is downloaded: data come from
+packages or folders the user provides.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import socket
-import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from invdiff.registry import DATASETS
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_VAR = "INVDIFF_FASHION_MNIST"
-URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
@@ -66,13 +64,30 @@ def search_dirs(root: str | Path | None = None) -> list[Path]:
     return dirs
 
 
+#: the largest decompressed IDX file read (the Fashion-MNIST training images are 47 MB), so a
+#: damaged or hostile archive cannot fill the memory
+MAX_IDX_BYTES = 256 * 2**20
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read a gzipped IDX file (LeCun's MNIST format: big-endian magic, dimensions, uint8 data)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read(MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path} is not a readable gzip file ({err}); reinstall the data set "
+            "(apt-get install --reinstall dataset-fashion-mnist) or copy the file again"
+        ) from None
+    if len(data) > MAX_IDX_BYTES:
+        raise ValueError(
+            f"{path} decompresses to more than {MAX_IDX_BYTES:,} bytes; not an IDX file"
+        )
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is incomplete")
     dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -80,44 +95,41 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(tuple(dims))
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    host = url.split("/")[2]
-    try:
-        socket.create_connection((host, 80), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def find(split: str, root: str | Path | None = None, download: bool = False) -> Path:
+    """The folder holding ``split``'s two IDX files.
 
-
-def _download(split: str) -> Path:
-    target = cache_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    for name in FILES[split][:2]:
-        dest = target / name
-        if dest.is_file():
-            continue
-        tmp = dest.with_name(dest.name + ".tmp")
-        urllib.request.urlretrieve(URL + name, tmp)  # noqa: S310 - fixed official https/http URL
-        read_idx(tmp)  # refuse a corrupt download before it enters the cache
-        os.replace(tmp, dest)
-    return target
-
-
-def find(split: str, root: str | Path | None = None, download: bool = True) -> Path:
-    """The folder holding ``split``'s two IDX files; downloads them only as a last resort."""
+    With ``root`` only that folder is looked at (a wrong ``root`` is an error, not a silent
+    fall-back to another copy). ``download`` exists for compatibility: invdiff never downloads,
+    and ``download=True`` is refused.
+    """
+    if download:
+        raise ValueError(
+            "invdiff does not download data sets; install Fashion-MNIST with "
+            "`apt-get install dataset-fashion-mnist` or pass root= a folder holding the IDX files"
+        )
     wanted = FILES[split][:2]
-    dirs = search_dirs(root)
+    if root is not None:
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"root={str(root)!r}: no such folder (it should hold {', '.join(wanted)})"
+            )
+        missing = [n for n in wanted if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"root={str(root)!r} does not hold the Fashion-MNIST {split} file(s) "
+                f"{', '.join(missing)}"
+            )
+        return folder
+    dirs = search_dirs()
     for d in dirs:
         if all((d / name).is_file() for name in wanted):
             return d
-    if download and _reachable(URL):
-        return _download(split)
     looked = ", ".join(str(d) for d in dirs)
     raise FileNotFoundError(
         f"Fashion-MNIST {split} files ({', '.join(wanted)}) not found in: {looked}. Install "
         "them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set "
         f"{ENV_VAR}=/path/to/folder holding the IDX .gz files"
-        + ("" if download else ", or allow download=True")
     )
 
 
@@ -144,7 +156,7 @@ class FashionMNIST(ImageDataset):
 
     classes = CLASSES
 
-    def __init__(self, split: str = "test", root: str | Path | None = None, download: bool = True):
+    def __init__(self, split: str = "test", root: str | Path | None = None, download: bool = False):
         if split not in FILES:
             raise ValueError(f"split must be one of {tuple(FILES)}, got {split!r}")
         self.split = split

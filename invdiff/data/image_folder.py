@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from invdiff.data.base import ImageDataset, split_members
-from invdiff.images import load_image
+from invdiff.images import check_size, load_image
 from invdiff.registry import DATASETS
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -37,8 +37,7 @@ class ImageFolder(ImageDataset):
         val_fraction: float = 0.1,
     ):
         root = Path(root).expanduser()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+        check_size(size)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
         if not root.is_dir():

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from invdiff.data.base import ImageDataset, split_members
-from invdiff.images import load_image
+from invdiff.images import check_size, load_image
 from invdiff.registry import DATASETS
 
 #: name -> file in scikit-image's bundled data folder (present in the wheel, no pooch download)
@@ -51,8 +51,7 @@ def photo(name: str, size: int = 128, channels: int = 3) -> Tensor:
     """One bundled photo as a ``1 x channels x size x size`` tensor in [-1, 1]."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+    check_size(size)
     return load_image(photo_path(name), size, channels)
 
 
@@ -75,8 +74,7 @@ class Photos(ImageDataset):
             photo_path(n)  # validate every name before any image is read
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+        check_size(size)
         self.size, self.channels = size, channels
         self.image_shape = (channels, size, size)
 

@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 from invdiff.images import check_image
 
+#: magnitudes an operator input never has in a [-1, 1] image pipeline (see ``check_input``)
+IMPLAUSIBLE = 1e4
+
 
 class Operator(nn.Module):
     """A forward model ``y = A(x)``, possibly nonlinear.
@@ -33,15 +36,18 @@ class Operator(nn.Module):
 
     def __init__(self, in_shape: tuple[int, int, int]):
         super().__init__()
-        if len(in_shape) != 3 or any(int(s) <= 0 for s in in_shape):
-            raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape}")
-        self.in_shape = tuple(int(s) for s in in_shape)
+        from invdiff.operators.validation import shape3
+
+        if in_shape is None:
+            raise ValueError("in_shape must be (C, H, W) with positive sizes, got None")
+        self.in_shape = shape3(in_shape)
         # float64 masters of buffers computed in float64 (see register_precise_buffer)
         self._precise: dict[str, Tensor] = {}
         # NaN/Inf checks read values, which waits for the device; solvers switch them off
         # inside their loops (see ``trusted``) once ``solve`` has checked its inputs.
         self._check_values = True
         self._out_shape: tuple[int, ...] | None = None
+        self._measurement_bound: float | None = None
 
     def register_precise_buffer(self, name: str, value: Tensor) -> None:
         """Register a float buffer computed in float64: kept as float32 (the package's dtype),
@@ -87,8 +93,28 @@ class Operator(nn.Module):
             self._check_values = previous
 
     def check_input(self, x: Tensor, name: str = "x", check_range: bool = False) -> Tensor:
-        """Validate that ``x`` is a batch of images of this operator's input shape."""
+        """Validate that ``x`` is a batch of images of this operator's input shape.
+
+        Operators are also linear maps applied to arbitrary vectors (adjoint tests, conjugate
+        gradients), so outside ``check_range`` only values no [-1, 1] image pipeline produces
+        are refused: non-negative data above 2 (an image in [0, 255]) or magnitudes above
+        ``IMPLAUSIBLE``.
+        """
         check_image(x, name, check_range=check_range, check_values=self._check_values)
+        if self._check_values and not check_range and x.numel():
+            values = x.detach()
+            lo, peak = float(values.min()), float(values.abs().max())
+            if lo >= 0 and peak > 2:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has values in [{lo:.3g}, {peak:.3g}], which "
+                    "looks like an image in [0, 255]; images are in [-1, 1]: convert with "
+                    "invdiff.images.from_uint8"
+                )
+            if peak > IMPLAUSIBLE:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} has values up to {peak:.3g} in magnitude; "
+                    "images are in [-1, 1] (convert uint8 images with invdiff.images.from_uint8)"
+                )
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(
                 f"{type(self).__name__} expects {name} of shape "
@@ -112,6 +138,27 @@ class Operator(nn.Module):
         if self._check_values and not torch.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or Inf values")
         return y
+
+    @torch.no_grad()
+    def measurement_bound(self) -> float:
+        """The largest ``|A(x)|`` seen over extreme images in [-1, 1] (computed once).
+
+        The probes are the constant images +1 and -1 and two random sign images. For an
+        operator with non-negative weights (blur, pooling, masks) and for phase retrieval the
+        constant images attain the true maximum; for mixed signs (compressed sensing) the
+        random signs give its typical scale. ``invdiff.solve`` allows a margin on top of it.
+        """
+        if self._measurement_bound is None:
+            p = next(iter(self.buffers()), None)
+            device = p.device if p is not None else None
+            g = torch.Generator().manual_seed(0)
+            signs = torch.randint(0, 2, (2, *self.in_shape), generator=g).float() * 2 - 1
+            probes = torch.cat([torch.ones(1, *self.in_shape), -torch.ones(1, *self.in_shape)])
+            probes = torch.cat([probes, signs]).to(device)
+            with self.trusted():
+                y = torch.cat([self.forward(probes[i : i + 1]) for i in range(len(probes))])
+            self._measurement_bound = float(y.abs().max()) if y.numel() else 0.0
+        return self._measurement_bound
 
     def out_shape(self) -> tuple[int, ...]:
         """Shape of one measurement (without the batch dimension); computed once."""
@@ -163,9 +210,11 @@ class LinearOperator(Operator):
     def pinv(self, y: Tensor, *, iterations: int = 100, tol: float = 1e-6) -> Tensor:
         from invdiff.operators.cg import conjugate_gradient
 
-        return conjugate_gradient(
-            lambda z: self.adjoint(self.forward(z)), self.adjoint(y), iterations=iterations, tol=tol
-        )
+        rhs = self.adjoint(y)  # checks y
+        with self.trusted():  # the iterates are vectors, not images: no value checks on them
+            return conjugate_gradient(
+                lambda z: self.adjoint(self.forward(z)), rhs, iterations=iterations, tol=tol
+            )
 
     def adjoint_by_autograd(self, apply: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
         """``A^T y`` as the vector-Jacobian product of the linear map ``apply`` (exact transpose).

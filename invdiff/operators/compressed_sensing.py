@@ -95,6 +95,12 @@ class CompressedSensing(SVDOperator):
     def Ut(self, y: Tensor) -> Tensor:
         return y @ self._like(self.left, y)
 
+    @torch.no_grad()
+    def measurement_bound(self) -> float:
+        """The exact largest ``|A x|`` over images in [-1, 1]: the largest row L1 norm (random
+        Gaussian rows have mixed signs, so no constant image attains it)."""
+        return float(self.matrix_.abs().sum(1).max())
+
     def extra_repr(self) -> str:
         return f"in_shape={self.in_shape}, measurements={self.num_measurements}"
 

@@ -7,26 +7,56 @@ Every factory validates its parameters before any expensive work and raises a ``
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 DEFAULT_SHAPE: tuple[int, int, int] = (1, 32, 32)
+#: the largest image an operator is built for (C*H*W values): 3 x 4096 x 4096, 200 MB in
+#: float32; a larger shape is refused before anything is allocated
+MAX_IMAGE_VALUES = 3 * 4096 * 4096
+#: the most channels an operator accepts (images are grey or colour, latents have a few)
+MAX_CHANNELS = 64
 
 
 def shape3(
     in_shape: Sequence[int] | None, default: tuple[int, int, int] = DEFAULT_SHAPE
 ) -> tuple[int, int, int]:
-    """``in_shape`` as a tuple ``(C, H, W)`` of positive ints (``default`` when None)."""
+    """``in_shape`` as a tuple ``(C, H, W)`` of positive ints (``default`` when None).
+
+    Sizes must be integers (``32.7`` and ``True`` are refused, not rounded) and the image at
+    most ``MAX_IMAGE_VALUES`` values, so a typo fails here instead of allocating gigabytes.
+    """
     if in_shape is None:
         return default
-    try:
-        shape = tuple(int(s) for s in in_shape)
-    except TypeError:
-        raise TypeError(f"in_shape must be a tuple (C, H, W), got {in_shape!r}") from None
-    if len(shape) != 3 or any(s <= 0 for s in shape):
+    if isinstance(in_shape, str | bytes) or not isinstance(in_shape, Sequence | torch.Size):
+        raise TypeError(f"in_shape must be a tuple (C, H, W), got {in_shape!r}")
+    sizes = list(in_shape)
+    if len(sizes) != 3:
         raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
+    for s in sizes:
+        # ints and integer scalars (numpy, 0-d tensors) have __index__; floats and bools do not
+        # count, so 32.7 is never rounded to 32
+        if isinstance(s, bool) or not hasattr(s, "__index__"):
+            raise TypeError(
+                f"in_shape must hold integer sizes (C, H, W), got {in_shape!r}: "
+                f"{s!r} is a {type(s).__name__}"
+            )
+    shape = tuple(operator.index(s) for s in sizes)
+    if any(s <= 0 for s in shape):
+        raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
+    if shape[0] > MAX_CHANNELS:
+        raise ValueError(
+            f"in_shape {shape} has {shape[0]} channels; images have 1 or 3 (at most "
+            f"{MAX_CHANNELS}): did you pass (H, W, C) instead of (C, H, W)?"
+        )
+    if math.prod(shape) > MAX_IMAGE_VALUES:
+        raise ValueError(
+            f"in_shape {shape} has {math.prod(shape):,} values, more than the "
+            f"{MAX_IMAGE_VALUES:,} (3 x 4096 x 4096) an operator is built for"
+        )
     return shape  # type: ignore[return-value]
 
 

@@ -41,6 +41,13 @@ class Prior(ABC):
     in_shape: tuple[int, int, int]
     #: the model's own noise levels, ascending; ``sigmas[0]`` is the smallest.
     sigmas: Tensor
+    #: the standard deviation of the data per coordinate: 0.5 for images in [-1, 1] (Karras
+    #: et al. 2022, Sec. 5). Solvers that approximate ``Cov(x0 | x_sigma)`` by the Gaussian
+    #: value ``sigma^2 sigma_data^2 / (sigma^2 + sigma_data^2) I`` read it.
+    sigma_data: float = 0.5
+    #: the range of the images it models (None: not images, e.g. an analytic test prior),
+    #: which ``invdiff.solve`` uses to refuse measurements no such image can give
+    data_range: tuple[float, float] | None = (-1.0, 1.0)
 
     #: called with the noise level after every network evaluation (see ``observe``)
     _observers: tuple[Callable[[float | Tensor], None], ...] = ()
@@ -114,6 +121,8 @@ class LatentPrior(Prior):
 
     #: (C, H, W) of the decoded images.
     image_shape: tuple[int, int, int]
+    #: latents are scaled to unit standard deviation (Rombach et al. 2022, Sec. 4.3.2)
+    sigma_data: float = 1.0
 
     @abstractmethod
     def encode(self, x: Tensor) -> Tensor:
@@ -130,6 +139,13 @@ class ConditionalPrior(Prior):
     @abstractmethod
     def condition(self, y: Tensor) -> Tensor:
         """Build the conditioning image from a measurement (e.g. bicubic upsampling)."""
+
+
+def posterior_variance(sigma: float, sigma_data: float) -> float:
+    """``Var(x0 | x_sigma)`` per coordinate for Gaussian data of std ``sigma_data``:
+    ``sigma^2 sigma_data^2 / (sigma^2 + sigma_data^2)`` (PiGDM's ``r_t^2``, Song et al. 2023,
+    Sec. 3.1, which takes ``sigma_data = 1``)."""
+    return sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
 
 
 def vp_sigmas(

@@ -301,6 +301,7 @@ def load_unet_and_scheduler(folder: Path, *, device: str | torch.device = "cpu")
         .float()
         .to(device)
     )
+    check_finite(unet, layout.unet / WEIGHTS_FILE)
     # a DDIM / PNDM config describes the same training chain (betas, prediction type)
     scheduler = DDPMScheduler.from_pretrained(layout.scheduler, local_files_only=True)
     return unet, scheduler
@@ -312,10 +313,26 @@ def load_vae(subfolder: Path, *, device: str | torch.device = "cpu"):  # noqa: A
 
     refuse_pickled_weights(subfolder)
     require_folder(subfolder, ["config.json", WEIGHTS_FILE])
-    return (
+    vae = (
         AutoencoderKL.from_pretrained(
             subfolder, local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
         )
         .float()
         .to(device)
     )
+    check_finite(vae, subfolder / WEIGHTS_FILE)
+    return vae
+
+
+def check_finite(model: torch.nn.Module, source: Path) -> None:
+    """Refuse weights with NaN or Inf at load time: they would surface only after a solve."""
+    bad = [
+        name
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        raise PriorFolderError(
+            f"{source} holds NaN or Inf values in {len(bad)} tensor(s) (e.g. {', '.join(bad[:3])}):"
+            " the model diverged or the file is damaged; use an earlier checkpoint or retrain"
+        )

@@ -104,6 +104,9 @@ class GaussianMixturePrior(Prior):
     so the VP-chain solvers run on it exactly as on a trained model.
     """
 
+    #: a mixture's samples are not confined to [-1, 1], so measurements are not range-checked
+    data_range = None
+
     def __init__(
         self,
         weights: Tensor,
@@ -122,6 +125,13 @@ class GaussianMixturePrior(Prior):
             vp_sigmas() if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float32)
         )
         self._eye = torch.eye(d, dtype=torch.float64)
+        # the mixture's own per-coordinate standard deviation (total variance / d)
+        w, mu = self.mixture.weights, self.mixture.means
+        mean = w @ mu
+        total = (w * torch.diagonal(self.mixture.covs, dim1=-2, dim2=-1).sum(-1)).sum() + (
+            w * (mu - mean).pow(2).sum(-1)
+        ).sum()
+        self.sigma_data = float((total / d).sqrt())
 
     @classmethod
     def random(

@@ -141,17 +141,19 @@ class PixelPrior(Prior):
         import copy
         import json
 
+        from invdiff.io import write_text
+
         folder = Path(folder)
         unet = copy.deepcopy(self.unet).to("cpu", dtype) if dtype is not None else self.unet
         unet.save_pretrained(folder / "unet")
-        (folder / "prior.json").write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        write_text(folder / "prior.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
         index = {
             "_class_name": "DDPMPipeline",
             "unet": ["diffusers", type(self.unet).__name__],
             "scheduler": ["diffusers", "DDPMScheduler"],
         }
-        (folder / "model_index.json").write_text(json.dumps(index) + "\n")
+        write_text(folder / "model_index.json", json.dumps(index) + "\n")
         return folder
 
     @classmethod

@@ -8,6 +8,7 @@ invdiff.solvers.names()
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import torch
@@ -74,6 +75,21 @@ def solve(
     the step and the current noise level sigma. Returns ``N x C x H x W`` in [-1, 1].
     """
     solver = get(name)
+    if not isinstance(operator, Operator):
+        raise TypeError(
+            "operator must be an invdiff Operator (invdiff.operators.get(NAME, ...) or a "
+            f"problem's .operator()), got {type(operator).__name__}"
+        )
+    if not isinstance(prior, Prior):
+        raise TypeError(
+            "prior must be an invdiff Prior (invdiff.priors.load(NAME_OR_FOLDER)), "
+            f"got {type(prior).__name__}"
+        )
+    if not isinstance(noise, Noise):
+        raise TypeError(
+            f"noise must be an invdiff noise model (invdiff.noise.Gaussian(sigma=...) or "
+            f"Poisson(rate=...)), got {type(noise).__name__}"
+        )
     solver.check(prior, operator, noise)
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -87,9 +103,15 @@ def solve(
             f"y has shape {tuple(y.shape)} but {type(operator).__name__} produces measurements "
             f"of shape N x {' x '.join(map(str, expected))}"
         )
-    if not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if getattr(prior, "data_range", None) == (-1.0, 1.0):
+        check_measurement_range(y, operator, noise)
+    if isinstance(generator, bool):
+        raise TypeError("generator must be a torch.Generator or an int seed, got a bool")
     if isinstance(generator, int):
+        if generator < 0:
+            raise ValueError(f"generator seed must be >= 0, got {generator}")
         generator = torch.Generator(device=y.device).manual_seed(generator)
     if not isinstance(generator, torch.Generator):
         raise TypeError(
@@ -138,6 +160,35 @@ def budget(name: str, steps: int, *, prior: Prior | None = None, **hyper: Any) -
     return get(name).budget(steps, prior=prior, **hyper)
 
 
+def measurement_limit(operator: Operator, noise: Noise) -> float:
+    """The largest ``|y|`` that ``operator`` and ``noise`` can give for images in [-1, 1],
+    with a margin: 1.5 x the operator's ``measurement_bound`` plus 8 noise standard deviations
+    (Gaussian) or a Poisson tail of 8 deviations."""
+    from invdiff.noise import Gaussian, Poisson
+
+    clean = 1.5 * operator.measurement_bound() + 1e-3
+    if isinstance(noise, Gaussian):
+        return clean + 8 * noise.sigma
+    if isinstance(noise, Poisson):
+        lam = noise.rate * (clean + 1) / 2
+        return 2 * (lam + 8 * math.sqrt(lam) + 8) / noise.rate + 1
+    return math.inf
+
+
+def check_measurement_range(y: Tensor, operator: Operator, noise: Noise) -> None:
+    """Refuse a ``y`` no image in [-1, 1] can produce (e.g. measured from a [0, 255] image)."""
+    limit = measurement_limit(operator, noise)
+    peak = float(y.detach().abs().max()) if y.numel() else 0.0
+    if peak > limit:
+        lo, hi = float(y.min()), float(y.max())
+        raise ValueError(
+            f"y has values in [{lo:.4g}, {hi:.4g}], but {type(operator).__name__} with "
+            f"{noise!r} gives |y| <= {limit:.3g} for images in [-1, 1]: measure images in "
+            "[-1, 1] (convert uint8 images with invdiff.images.from_uint8, [0, 1] images with "
+            "invdiff.images.from_unit)"
+        )
+
+
 __all__ = [
     "Budget",
     "Callback",
@@ -146,7 +197,9 @@ __all__ = [
     "SolverMismatchError",
     "Step",
     "budget",
+    "check_measurement_range",
     "get",
+    "measurement_limit",
     "names",
     "solve",
 ]

@@ -38,6 +38,11 @@ class SolverMismatchError(TypeError):
     """A solver was paired with an operator, prior or noise model it cannot use."""
 
 
+class ShapeMismatchError(SolverMismatchError, ValueError):
+    """The prior models images of another shape than the operator takes (a value mismatch as
+    much as a pairing one, hence both base classes)."""
+
+
 @dataclass
 class Step:
     """What a callback sees after every solver step."""
@@ -87,6 +92,7 @@ class Solver:
         if not isinstance(noise, self.requires_noise):
             want = " or ".join(t.__name__ for t in self.requires_noise)
             raise SolverMismatchError(f"solver {name!r} handles {want} noise, got {noise!r}")
+        _check_prior_fits(name, self.requires_prior, prior, operator)
 
     def hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
         """The paper defaults overridden by ``hyper``; unknown names are an error."""
@@ -166,6 +172,41 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _check_prior_fits(
+    name: str, requires: type[Prior], prior: Prior | type[Prior], operator: Operator
+) -> None:
+    """The prior's kind and image shape against the solver and the operator, before any work.
+
+    A solver written for pixel priors cannot use a latent prior (its ``x0`` lives in latent
+    space) or a conditional one (it passes no condition); the images the prior models must
+    have the shape the operator takes. For a prior class (no weights loaded yet) only the kind
+    is compared; the command line compares the shape from the prior's JSON files
+    (``invdiff.priors.describe``).
+    """
+    from invdiff.priors.base import ConditionalPrior, LatentPrior
+
+    prior_type = prior if isinstance(prior, type) else type(prior)
+    for special in (LatentPrior, ConditionalPrior):
+        if issubclass(prior_type, special) and not issubclass(requires, special):
+            raise SolverMismatchError(
+                f"solver {name!r} works on pixel-space priors; {prior_type.__name__} is a "
+                f"{special.__name__}: use a solver made for it ("
+                + ("latent_dps, psld, latent_daps" if special is LatentPrior else "sr3")
+                + ") or a pixel prior"
+            )
+    if isinstance(prior, type):
+        return
+    shape = getattr(prior, "image_shape", None) if isinstance(prior, LatentPrior) else None
+    shape = shape or getattr(prior, "in_shape", None)
+    if shape is not None and tuple(shape) != tuple(operator.in_shape):
+        op_name = operator.registry_name or type(operator).__name__
+        raise ShapeMismatchError(
+            f"the prior models images of shape {tuple(shape)} (C, H, W) but the operator "
+            f"{op_name!r} takes {tuple(operator.in_shape)}: use a prior trained on images of "
+            f"the operator's shape, or an operator (problem) for images of shape {tuple(shape)}"
+        )
 
 
 def _is_linear(operator: Operator) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,6 +36,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from invdiff.io import write_text, write_with
+
+
+def _note(message: str) -> None:
+    print(f"invdiff solve: {message}", file=sys.stderr)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,13 +105,32 @@ def _hyperparameters(items: list[str], defaults: dict[str, Any]) -> dict[str, An
             )
         default = defaults[name]
         if isinstance(default, bool):
-            out[name] = value.lower() in ("1", "true", "yes", "on")
-        elif isinstance(default, int):
-            out[name] = int(value)
-        elif isinstance(default, float) or default is None:
-            out[name] = float(value)
-        else:
-            out[name] = type(default)(value)
+            flags = {"1": True, "true": True, "yes": True, "on": True}
+            flags.update({"0": False, "false": False, "no": False, "off": False})
+            if value.lower() not in flags:
+                raise ValueError(f"--set {item!r}: {name} is true/false (1/0), got {value!r}")
+            out[name] = flags[value.lower()]
+            continue
+        kind = (
+            "an integer"
+            if isinstance(default, int)
+            else "a number"
+            if isinstance(default, float) or default is None
+            else f"a {type(default).__name__}"
+        )
+        try:
+            if isinstance(default, int):
+                out[name] = int(value)
+            elif isinstance(default, float) or default is None:
+                out[name] = float(value)
+            else:
+                out[name] = type(default)(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"--set {item!r}: {name} must be {kind} (default {default!r}), got {value!r}"
+            ) from None
+        if isinstance(out[name], float) and not math.isfinite(out[name]):
+            raise ValueError(f"--set {item!r}: {name} must be finite, got {value!r}")
     return out
 
 
@@ -125,9 +150,10 @@ def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) ->
     c, h, w = problem.in_shape
     if tuple(info.image_shape) != (c, h, w):
         raise ValueError(
-            f"prior {prior_name} is a {info} ({'x'.join(map(str, info.image_shape))}), but "
-            f"problem {problem.name!r} has {c}x{h}x{w} images; pass --prior with a prior for "
-            "that size and channel count (invdiff list priors, or invdiff train ... --data DIR)"
+            f"prior {prior_name} is a {info}: images of shape {tuple(info.image_shape)} "
+            f"(C, H, W), but problem {problem.name!r} has {c}x{h}x{w} images {(c, h, w)}; "
+            "pass --prior with a prior for that size and channel count (invdiff list priors, "
+            "or invdiff train ... --data DIR), or a problem for images of the prior's shape"
         )
     if info.kind == "sr3" and info.factor:
         low = (c, h // info.factor, w // info.factor)
@@ -138,16 +164,6 @@ def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) ->
                 f"measures {'x'.join(map(str, operator.out_shape()))}; pass the SR3 prior of the "
                 "problem's factor with --prior"
             )
-
-
-def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:
@@ -165,24 +181,25 @@ def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
+    try:
+        write_with(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
-        print(f"invdiff solve: error: {err}", file=sys.stderr)
-        return 2
+    """Errors propagate to ``invdiff.cli.main``, which prints them as one line (exit 2)."""
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     import invdiff
+    from invdiff.device import resolve_device
     from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
+    from invdiff.io import check_writable
 
-    # everything cheap is validated first: names, numbers, files
+    # everything cheap is validated first: names, numbers, files, the output folder
     problem = invdiff.problems.get(args.problem)
     solver = invdiff.solvers.get(args.solver)
     if args.steps < 1:
@@ -191,7 +208,18 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.image is not None and not args.image.is_file():
         raise FileNotFoundError(f"--image: no such file {args.image}")
+    own_images = args.image is not None
+    if args.index < 0:
+        raise ValueError(f"--index must be >= 0, got {args.index}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    data_kwargs_known: dict[str, dict[str, Any]] = {
+        "fashion_mnist": {"split": "test"},
+        "photos": {"size": problem.image_size, "channels": problem.channels},
+    }
+    data_kwargs = data_kwargs_known.get(problem.dataset, {})
     hyper = _hyperparameters(args.set, solver.defaults)
+    solver.hyperparameters(hyper)
     kind = _prior_kind(solver)
     prior_name = args.prior or problem.priors.get(kind)
     if prior_name is None:
@@ -199,13 +227,21 @@ def _run(args: argparse.Namespace) -> int:
             f"problem {problem.name!r} names no {kind} prior for solver {args.solver!r}; "
             "pass --prior NAME_OR_FOLDER"
         )
-    device = torch.device(args.device)
-    # every pairing check that needs no network runs here, before weights or images are read
+    device = resolve_device(args.device)
+    check_writable(args.out)
+    # every pairing check that needs no network runs here, before weights or images are read:
+    # solver vs operator, noise and prior kind (Solver.check takes the prior's class), and the
+    # prior's image shape (and SR3 factor) vs the problem, from the prior's JSON files
     info = invdiff.priors.describe(prior_name)
     operator = problem.operator(device)
     noise = problem.noise
     solver.check(info.prior_type, operator, noise)
     check_prior_fits(info, str(prior_name), problem, operator)
+    if not own_images and problem.dataset not in data_kwargs_known:
+        raise ValueError(
+            f"problem {problem.name!r} uses your own images (data set {problem.dataset!r}): "
+            "pass --image FILE"
+        )
 
     prior = invdiff.priors.load(prior_name, device=device)
     budget = solver.budget(args.steps, prior=prior, **hyper)
@@ -216,11 +252,11 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
-    if args.image is not None:
-        x = load_image(args.image, size=problem.image_size, channels=problem.channels)
+    if own_images:
+        x = load_image(args.image, size=problem.image_size, channels=problem.channels, report=_note)
         source = str(args.image)
     else:
-        dataset = invdiff.data.get(problem.dataset, split="test")
+        dataset = invdiff.data.get(problem.dataset, **data_kwargs)
         if not 0 <= args.index < len(dataset):
             raise ValueError(f"--index must be in [0, {len(dataset)}), got {args.index}")
         x = dataset.images([args.index])
@@ -248,6 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     psnr = invdiff.metrics.psnr(xhat.clamp(-1, 1), x.expand_as(xhat)).tolist()
 
     out: Path = args.out
+    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     shown, caption = measurement_image(y, operator, problem.in_shape)
     save_image(x.cpu(), out / "truth.png")
@@ -260,7 +297,7 @@ def _run(args: argparse.Namespace) -> int:
     for k, name in enumerate(names):
         save_image(xhat[k : k + 1].clamp(-1, 1).cpu(), out / name)
     tensors = {"x": x.cpu(), "y": y.detach().cpu(), "reconstructions": xhat.cpu()}
-    _atomic(out / "tensors.pt", lambda tmp: torch.save(tensors, tmp))
+    write_with(out / "tensors.pt", lambda f: torch.save(tensors, f))
     panels = [(shown[0].cpu(), caption)]
     panels += [
         (xhat[k].cpu(), f"{args.solver} #{k} ({psnr[k]:.1f} dB)")
@@ -283,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
         "wall_s": wall,
         "network_evaluations": prior.nfe,
     }
-    _atomic(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(
         f"{args.solver} on {problem.name}: PSNR {', '.join(f'{p:.2f}' for p in psnr)} dB, "
         f"{wall:.1f} s; wrote {out}"

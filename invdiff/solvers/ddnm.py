@@ -47,6 +47,7 @@ from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.ddrm import spectral_measurement
 from invdiff.solvers.repaint import jump_schedule
+from invdiff.solvers.tweedie import last_step_spread
 
 
 @SOLVERS.register("ddnm")
@@ -92,6 +93,9 @@ class DDNM(Solver):
         ybar, s, observed = spectral_measurement(operator, y, rcond=rcond)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
+        level_y_safe = torch.where(level_y > 0, level_y, torch.ones_like(s))
+        # the coefficient of ybar's noise realisation in the iterate, per coordinate
+        kappa = torch.zeros_like(s)
 
         z = torch.empty((n, dim), device=generator.device)
         x = math.sqrt(1 + levels[-1] ** 2) * operator.V(z.normal_(generator=generator).to(device))
@@ -108,14 +112,17 @@ class DDNM(Solver):
                     x0 = prior.x0(x, sa)
                 std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
                 c = math.sqrt(max(sb**2 - std**2, 0.0))
-                a = 1 - c / sa
-                # Eq. 19: lambda = 1 while the step's own noise covers the noise in ybar
-                carried = a * level_y
-                lam = torch.where(
-                    std >= carried, torch.ones_like(s), std / carried.clamp_min(1e-30)
-                )
+                q = c / sa
+                # Eq. 18-19 with the noise of ybar counted once: x_a already carries
+                # kappa * (that noise), the same realisation, so the largest lambda keeps the
+                # coherent part plus the fresh part at the level of x_b
+                budget = (std**2 / level_y_safe**2 + (q * kappa) ** 2).sqrt()
+                lam = ((budget - q * kappa) / (1 - q)).clamp(0, 1)
+                lam = torch.where(level_y > 0, lam, torch.ones_like(s))
                 lam = torch.where(observed, lam, torch.zeros_like(s))
-                gamma = (std**2 - (lam * carried) ** 2).clamp_min(0)  # Eq. 18
+                kappa_next = (1 - q) * lam + q * kappa
+                gamma = (std**2 + ((q * kappa) ** 2 - kappa_next**2) * level_y**2).clamp_min(0)
+                kappa = kappa_next
                 x0bar = operator.Vt(x0)
                 xhat0 = operator.V(x0bar - lam * (x0bar - ybar))  # Eq. 13 / 17
                 x = (
@@ -123,6 +130,9 @@ class DDNM(Solver):
                     + (c / sa) * (x - xhat0)
                     + operator.V(gamma.sqrt() * z.normal_(generator=generator).to(device))
                 )
+                if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                    spread = last_step_spread(sa, prior.sigma_data)
+                    x = x + spread * operator.V(z.normal_(generator=generator).to(device))
                 x0 = xhat0
             if callback is not None:
                 callback(Step(i, total, x, x0, sb))

@@ -38,6 +38,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.tweedie import last_step_spread
 
 
 def spectral_measurement(
@@ -121,6 +122,9 @@ class DDRM(Solver):
                 ~observed, unobserved_step, torch.where(sb < level_y, noisy_step, hard_step)
             )
             x = operator.V(xbar)
+            if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                spread = last_step_spread(sa, prior.sigma_data)
+                x = x + spread * operator.V(eps.normal_(generator=generator).to(device))
             if callback is not None:
                 callback(Step(i, steps, x, x0, sb))
         return x

@@ -43,29 +43,50 @@ import torch
 from torch import Tensor
 
 from invdiff.noise import Gaussian, Noise, Poisson
-from invdiff.operators.base import Operator
-from invdiff.priors.base import Prior
+from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
+from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.tweedie import posterior_mean_shift
+
+#: ``"gaussian"``: the noise-aware step; ``"paper"``: the released zeta / ||r|| step
+LIKELIHOODS = ("gaussian", "paper")
 
 
 def _column(v: Tensor, like: Tensor) -> Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
 
+def _likelihood_scale(operator: Operator, shape: tuple[int, ...], device: torch.device) -> float:
+    """``||A||^2`` for a linear operator (power iteration on a fixed seed), 1 otherwise.
+
+    It sizes the denoiser's uncertainty ``r_t^2 ||A||^2`` in the measurement space; a fixed
+    seed so that estimating it draws nothing from the caller's generator.
+    """
+    if not isinstance(operator, LinearOperator):
+        return 1.0
+    local = torch.Generator(device=device).manual_seed(0)
+    return float(operator_norm_sq(operator, shape, local, device))
+
+
 @SOLVERS.register("dps")
 class DPS(Solver):
     """Diffusion Posterior Sampling (Chung et al. 2023, Alg. 1 Gaussian / Alg. 2 Poisson).
 
-    Hyperparameters: ``zeta`` (the step scale zeta' of App. C.4; 1.0 in the paper for
-    inpainting, super-resolution and deblurring on FFHQ/ImageNet). ``steps`` is the number of
-    DDPM steps on the prior's grid (the paper uses all 1000).
+    ``likelihood = "gaussian"`` (the default) uses the measurement noise: the step is the
+    Tweedie posterior-mean correction of the noisy likelihood ``N(y; A(x0_hat), v_t I)``,
+    ``v_t = sigma_y^2 + r_t^2 ||A||^2`` (module docstring). ``likelihood = "paper"`` is the
+    released algorithm, whose step ``zeta / ||y - A(x0_hat)||`` does not depend on
+    ``sigma_y``: use it to reproduce the paper's tables. Hyperparameters: ``zeta`` (the step
+    scale: zeta' of App. C.4 for ``"paper"``, 1.0 in the paper for inpainting,
+    super-resolution and deblurring; a multiplier of the likelihood step for ``"gaussian"``).
+    ``steps`` is the number of DDPM steps on the prior's grid (the paper uses all 1000).
     """
 
     requires_operator = Operator
     requires_noise = (Gaussian, Poisson)
-    defaults: ClassVar[dict[str, Any]] = {"zeta": 1.0}
+    defaults: ClassVar[dict[str, Any]] = {"zeta": 1.0, "likelihood": "gaussian"}
     differentiates_prior = True
 
     def __call__(
@@ -85,44 +106,69 @@ class DPS(Solver):
         zeta = float(hp["zeta"])
         if not zeta >= 0:
             raise ValueError(f"dps: zeta must be >= 0, got {zeta}")
+        likelihood = hp["likelihood"]
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"dps: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)
 
-        # Residual weights: 1 for Gaussian noise; 1 / sqrt(Var(y_j)) for Poisson (Alg. 2).
+        # Per-entry measurement variance: sigma_y^2, or Var(y_j) for Poisson noise (Alg. 2).
         if isinstance(noise, Poisson):
             variance = (2 * (y + 1) / noise.rate).clamp_min(4 / noise.rate**2)
-            weight = variance.rsqrt()
+        else:
+            variance = torch.full((), float(noise.sigma) ** 2, dtype=y.dtype, device=device)
+        if likelihood == "paper":
             # relative weights (unit mean square per sample): only the weighting between
             # pixels matters; the step length stays set by zeta as in the Gaussian case
-            weight = weight / weight.pow(2).flatten(1).mean(1).sqrt().view(
-                -1, *([1] * (y.ndim - 1))
+            weight = variance.rsqrt() if isinstance(noise, Poisson) else torch.ones_like(variance)
+            weight = (
+                weight
+                / weight.pow(2).flatten(1).mean(1).sqrt().view(-1, *([1] * (weight.ndim - 1)))
+                if weight.ndim
+                else weight
             )
         else:
-            weight = torch.ones((), dtype=y.dtype, device=device)
+            norm_sq = _likelihood_scale(operator, prior.in_shape, device)
         # One buffer on the generator's device, refilled from the caller's generator each step.
         z = torch.empty(shape, device=generator.device)
         x = math.sqrt(1 + sigmas[0] ** 2) * z.normal_(generator=generator).to(device)
         for i, (sa, sb) in enumerate(zip(sigmas, sigmas_next)):
+            if likelihood == "paper":
+                inv_var = weight.pow(2)
+            else:
+                # v_t = Var(y | x0) + ||A||^2 Var(x0 | x_a)
+                inv_var = (
+                    variance + norm_sq * posterior_variance(sa, prior.sigma_data)
+                ).reciprocal()
             with torch.enable_grad():
                 xa = x.detach().requires_grad_(True)
                 x0 = prior.x0(xa, sa)
-                residual = (y - operator(x0)) * weight
-                sq = residual.pow(2).flatten(1).sum(1)  # per sample
-                (grad,) = torch.autograd.grad(0.5 * sq.sum(), xa)
+                # u = grad_{x0} 1/2 ||y - A(x0)||^2_W at x0_hat, then J^T u through the network
+                x0_leaf = x0.detach().requires_grad_(True)
+                residual = y - operator(x0_leaf)
+                sq = (residual.pow(2) * inv_var).flatten(1).sum(1)  # per sample
+                (u,) = torch.autograd.grad(0.5 * sq.sum(), x0_leaf)
+                (grad,) = torch.autograd.grad(x0, xa, grad_outputs=u)
             x0 = x0.detach()
             ratio = (sb / sa) ** 2
             x = x0 + ratio * (xa.detach() - x0)
             if sb > 0:
                 x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
-            step = (
-                zeta
-                * math.sqrt(1 + sb**2)
-                * math.sqrt(1 + sa**2)
-                / sq.detach().sqrt().clamp_min(1e-12)
-            )
-            x = x - _column(step, x) * grad
+            if likelihood == "paper":
+                step = (
+                    zeta
+                    * math.sqrt(1 + sb**2)
+                    * math.sqrt(1 + sa**2)
+                    / sq.detach().sqrt().clamp_min(1e-12)
+                )
+                x = x - _column(step, x) * grad
+            else:
+                # E[x0 | x_a, y] = x0_hat + s_a^2 grad log p(y | x_a) (Tweedie), carried into
+                # the DDPM posterior mean with weight 1 - (s_b / s_a)^2
+                shift = posterior_mean_shift(grad, u, sa, prior.sigma_data)
+                x = x - (zeta * (1 - ratio)) * shift
             if callback is not None:
                 callback(Step(i, steps, x, x0, sb))
         return x

@@ -35,10 +35,11 @@ from torch import Tensor
 
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
-from invdiff.priors.base import Prior
+from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.tweedie import posterior_mean_shift
 
 
 @SOLVERS.register("pigdm")
@@ -81,7 +82,7 @@ class PiGDM(Solver):
         z = torch.empty(shape, device=generator.device)
         x = math.sqrt(1 + sigmas[0] ** 2) * z.normal_(generator=generator).to(device)
         for i, (sa, sb) in enumerate(zip(sigmas, sigmas_next)):
-            r2 = sa**2 / (1 + sa**2)
+            r2 = posterior_variance(sa, prior.sigma_data)
             with torch.enable_grad():
                 xa = x.detach().requires_grad_(True)
                 x0 = prior.x0(xa, sa)
@@ -100,7 +101,10 @@ class PiGDM(Solver):
             eps = (xa.detach() - x0) / sa
             std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
             c = math.sqrt(max(sb**2 - std**2, 0.0))
-            x = x0 + c * eps + (scale * r2) * g
+            # the DDIM step taken with E[x0 | x_a, y] = x0_hat + s_a^2 g (Tweedie) in place of
+            # x0_hat moves x_b by (1 - c / s_a) s_a^2 g: a weight that shrinks with the step
+            shift = posterior_mean_shift(g, v, sa, prior.sigma_data)
+            x = x0 + c * eps + (scale * (1 - c / sa)) * shift
             if std > 0:
                 x = x + std * z.normal_(generator=generator).to(device)
             if callback is not None:

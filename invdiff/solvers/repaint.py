@@ -41,6 +41,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
+from invdiff.solvers.tweedie import last_step_spread
 
 
 def jump_schedule(levels: int, jump_length: int, jump_n_sample: int) -> list[int]:
@@ -127,6 +128,9 @@ class RePaint(Solver):
                 x = x0 + ratio * (x - x0)
                 if sb > 0:
                     x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
+                else:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                    spread = last_step_spread(sa, prior.sigma_data)
+                    x = x + spread * z.normal_(generator=generator).to(device)
                 if sb >= sigma_y:
                     extra = math.sqrt(max(sb**2 - sigma_y**2, 0.0))
                     x_known = known + extra * z.normal_(generator=generator).to(device)

@@ -10,8 +10,8 @@ Data: Fashion-MNIST's train split (grey, 32x32) by default, or your own images w
 (--val-fraction); the run trains on the train part.
 ``--config small`` is sized for a CPU, ``--config full`` for a GPU; any flag overrides the
 preset. The run folder (--out) collects config.json, loss.csv, samples/*.png (labelled grids),
-checkpoint.pt and the exported EMA model (prior/ or autoencoder/, with README.md, its model card
-stating data, size, channels and split), which `invdiff.priors.load` reads.
+checkpoint.safetensors and the exported EMA model (prior/ or autoencoder/, with README.md, its
+model card stating data, size, channels and split), which `invdiff.priors.load` reads.
 
 Examples:
   invdiff train pixel --config small --steps 3000 --out runs/pixel
@@ -28,6 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from invdiff.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from invdiff.training.config import KINDS, PRESETS
 
 SCHEDULE_NAMES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -35,10 +36,13 @@ SCHEDULE_NAMES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in text.split(","))
+        values = tuple(int(v) for v in text.split(","))
+        if any(v < 1 for v in values):
+            raise ValueError
+        return values
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 32,64,128, got {text!r}"
+            f"expected comma-separated positive integers like 32,64,128, got {text!r}"
         ) from None
 
 
@@ -65,22 +69,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT/checkpoint.pt (exactly; --steps may grow)",
+        help="continue from OUT/checkpoint.safetensors (exactly; --steps may grow)",
     )
-    parser.add_argument("--steps", type=int, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="AdamW learning rate (after a linear warm-up)")
-    parser.add_argument("--warmup-steps", type=int)
-    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--steps", type=positive_int, help="optimiser steps")
+    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument(
-        "--ema-decay", type=float, help="EMA decay of the weights used for sampling and export"
+        "--lr", type=positive_float, help="AdamW learning rate (after a linear warm-up)"
     )
-    parser.add_argument("--grad-clip", type=float, help="max global gradient norm")
+    parser.add_argument("--warmup-steps", type=non_negative_int)
+    parser.add_argument("--weight-decay", type=non_negative_float)
     parser.add_argument(
-        "--seed", type=int, help="seed of the run's generator (batches, noise, timesteps, init)"
+        "--ema-decay",
+        type=non_negative_float,
+        help="EMA decay of the weights used for sampling and export",
+    )
+    parser.add_argument("--grad-clip", type=positive_float, help="max global gradient norm")
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        help="seed of the run's generator (batches, noise, timesteps, init)",
     )
     parser.add_argument("--device", help="auto (default: cuda if available), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch CPU threads (torch.set_num_threads)"
+    )
     bf16 = parser.add_mutually_exclusive_group()
     bf16.add_argument(
         "--bf16", dest="bf16", action="store_true", default=None, help="bf16 autocast"
@@ -92,13 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels", type=_ints, help="UNet/encoder channels per level, e.g. 32,64,128"
     )
     parser.add_argument("--attention", type=_bools, help="attention per level, e.g. 0,0,1")
-    parser.add_argument("--layers-per-block", type=int)
-    parser.add_argument("--norm-groups", type=int)
+    parser.add_argument("--layers-per-block", type=positive_int)
+    parser.add_argument("--norm-groups", type=positive_int)
     parser.add_argument(
         "--beta-schedule", choices=sorted(SCHEDULE_NAMES), help="DDPM betas (default linear)"
     )
     parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"))
-    parser.add_argument("--num-train-timesteps", type=int)
+    parser.add_argument("--num-train-timesteps", type=positive_int)
     parser.add_argument(
         "--class-conditional",
         action="store_true",
@@ -108,17 +120,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the unconditional model (Python: PixelPrior(class_labels=...) fixes a class); there is "
         "no classifier-free guidance",
     )
-    parser.add_argument("--label-dropout", type=float)
+    parser.add_argument("--label-dropout", type=non_negative_float)
     parser.add_argument(
         "--factor", type=int, choices=(2, 4, 8), help="sr3: super-resolution factor (2, 4 or 8)"
     )
     parser.add_argument("--autoencoder", help="latent: folder of a trained autoencoder run")
     parser.add_argument(
-        "--encode-limit", type=int, help="latent: encode only the first N training images (0: all)"
+        "--encode-limit",
+        type=non_negative_int,
+        help="latent: encode only the first N training images (0: all)",
     )
-    parser.add_argument("--latent-channels", type=int, help="autoencoder: latent channels (4 or 3)")
+    parser.add_argument(
+        "--latent-channels", type=positive_int, help="autoencoder: latent channels (4 or 3)"
+    )
     parser.add_argument("--recon-loss", choices=("l1", "l2"))
-    parser.add_argument("--kl-weight", type=float)
+    parser.add_argument("--kl-weight", type=non_negative_float)
     parser.add_argument(
         "--dataset", help="registered data set name (default fashion_mnist; see invdiff list)"
     )
@@ -128,7 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on the images under DIR (recursively: png, jpg, bmp, gif, tif, webp)",
     )
     parser.add_argument(
-        "--image-size", type=int, help="image size in pixels (default 32; images are resized)"
+        "--image-size",
+        type=positive_int,
+        help="image size in pixels (default 32; images are resized)",
     )
     parser.add_argument(
         "--image-channels",
@@ -138,16 +156,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--val-fraction",
-        type=float,
+        type=non_negative_float,
         help="--data: fraction of the images held out for validation (default 0.1)",
     )
-    parser.add_argument("--log-every", type=int)
-    parser.add_argument("--sample-every", type=int)
-    parser.add_argument("--checkpoint-every", type=int)
-    parser.add_argument("--num-samples", type=int, help="images in each sample grid")
-    parser.add_argument("--sample-steps", type=int, help="DDIM steps for the sample grids")
+    parser.add_argument("--log-every", type=positive_int)
+    parser.add_argument("--sample-every", type=positive_int)
+    parser.add_argument("--checkpoint-every", type=positive_int)
+    parser.add_argument("--num-samples", type=positive_int, help="images in each sample grid")
+    parser.add_argument("--sample-steps", type=positive_int, help="DDIM steps for the sample grids")
     parser.add_argument(
-        "--time-limit", type=float, help="stop (checkpoint + export) after this many minutes"
+        "--time-limit",
+        type=positive_float,
+        help="stop (checkpoint + export) after this many minutes",
     )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
@@ -222,14 +242,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        cfg = config_from_args(args)
-        if cfg.data and not Path(cfg.data).expanduser().is_dir():
-            raise ValueError(f"--data: no such folder {cfg.data}")
-    except ValueError as err:
-        print(f"invdiff train: {err}", file=sys.stderr)
-        return 2
-    limit = args.time_limit * 60 if args.time_limit else None
+    cfg = config_from_args(args)  # errors are printed as one line by invdiff.cli.main
+    if cfg.data and not Path(cfg.data).expanduser().is_dir():
+        raise ValueError(f"--data: no such folder {cfg.data}")
+    limit = args.time_limit * 60 if args.time_limit is not None else None
     out = train(cfg, resume=args.resume, progress=not args.no_progress, time_limit_s=limit)
     print(f"done: {out}")
     return 0

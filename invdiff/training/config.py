@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class TrainConfig:
                 raise ValueError(message)
 
         need(self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}")
+        self._check_types()
         need(
             self.image_channels in (1, 3),
             f"image_channels must be 1 (grey) or 3 (RGB), got {self.image_channels!r}",
@@ -104,9 +106,40 @@ class TrainConfig:
             f"data={self.data!r} is an image folder: dataset must be 'image_folder', "
             f"got {self.dataset!r}",
         )
-        need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        for name in (
+            "steps",
+            "batch_size",
+            "log_every",
+            "sample_every",
+            "checkpoint_every",
+            "num_samples",
+            "sample_steps",
+            "layers_per_block",
+            "norm_groups",
+            "image_size",
+            "num_classes",
+            "latent_channels",
+        ):
+            value = getattr(self, name)
+            need(value >= 1, f"{name} must be >= 1, got {value}")
+        for name in ("seed", "warmup_steps", "encode_limit"):
+            value = getattr(self, name)
+            need(value >= 0, f"{name} must be >= 0, got {value}")
+        need(
+            self.num_train_timesteps >= 2,
+            f"num_train_timesteps must be >= 2, got {self.num_train_timesteps}",
+        )
+        need(
+            len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
+            f"channels must be one or more positive counts, got {self.channels}",
+        )
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(
+            self.grad_clip > 0,
+            f"grad_clip must be > 0 (the largest gradient norm), got {self.grad_clip}",
+        )
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
         need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(
             self.beta_schedule in BETA_SCHEDULES,
@@ -145,6 +178,38 @@ class TrainConfig:
                 "a latent prior needs --autoencoder DIR "
                 "(a trained `invdiff train autoencoder` run)",
             )
+
+    def _check_types(self) -> None:
+        """Every field has its declared type (a bool is not a number, 32.7 is not a size)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type))
+            if kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                what = "an integer"
+            elif kind is float:
+                ok = (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                )
+                what = "a finite number"
+            elif kind is bool:
+                ok, what = isinstance(value, bool), "true or false"
+            elif kind is str:
+                ok, what = isinstance(value, str), "a string"
+            elif f.name == "channels":
+                ok = isinstance(value, tuple) and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                )
+                what = "a tuple of integers"
+            elif f.name == "attention":
+                ok = isinstance(value, tuple) and all(isinstance(v, bool) for v in value)
+                what = "a tuple of true/false"
+            else:
+                continue
+            if not ok:
+                raise ValueError(f"{f.name} must be {what}, got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

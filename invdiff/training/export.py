@@ -240,11 +240,9 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
             "(`invdiff train ... --config full`).",
             "",
         ]
-    path = folder / "README.md"
-    tmp = path.with_name("README.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+    from invdiff.io import write_text
+
+    return write_text(folder / "README.md", "\n".join(lines))
 
 
 @torch.no_grad()

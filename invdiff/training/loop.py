@@ -3,17 +3,24 @@
 Reproducibility: one explicit CPU ``torch.Generator`` (seeded with ``cfg.seed``) draws every
 batch, noise sample, timestep and dropped label; model initialisation is seeded once here,
 inside ``torch.random.fork_rng`` so the caller's global RNG is left untouched. A checkpoint
-holds the model, the EMA, the optimiser and LR schedule, the step, the accumulated wall time and
-the generator state; ``resume=True`` continues from it and reproduces the uninterrupted run
-exactly (same seed, same device, deterministic kernels). Sample grids use their own generator,
-so drawing them never changes the training trajectory.
+holds the model, the EMA, the optimiser and LR schedule, the step, the accumulated wall time,
+the generator state and the loss summed since the last on-grid ``loss.csv`` row (so the rows of
+a resumed run equal those of an uninterrupted one); ``resume=True`` continues from it and
+reproduces the uninterrupted run exactly (same seed, same device, deterministic kernels).
+Sample grids use their own generator, so drawing them never changes the training trajectory.
+
+Faults: the checkpoint is one safetensors file (tensors, plus the rest as JSON metadata), so
+loading it runs no code. It is replaced atomically before the exported model is swapped in;
+a run killed between the two (or during the swap) leaves the export behind the checkpoint, and
+``resume=True`` first exports again from the checkpoint, so the exported weights always end
+equal to those of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,12 +29,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from invdiff import io as safe_io
 from invdiff.training.config import TrainConfig
 from invdiff.training.data import training_images
 from invdiff.training.ema import EMA
 from invdiff.training.tasks import TASKS, labelled
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.safetensors"
+#: the pickle-based checkpoint of older runs (read with ``weights_only=True``)
+LEGACY_CHECKPOINT = "checkpoint.pt"
 LOSS_LOG = "loss.csv"
 LOG_FIELDS = ["step", "loss", "lr", "grad_norm", "wall_s"]
 # fields a resumed run may change; anything else must match the checkpoint's config
@@ -45,44 +55,97 @@ RESUMABLE_CHANGES = {
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} requested but CUDA is not available; use --device cpu or auto"
-        )
-    return dev
+    from invdiff.device import resolve_device as resolve
+
+    return resolve(device)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def replace_folder(build, dest: Path) -> None:  # noqa: ANN001 - callable(folder)
     """Write a folder with ``build(tmp)`` and swap it in, so readers never see half of it."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    build(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    safe_io.replace_folder(build, dest)
+
+
+def _split_state(value: object, prefix: str, tensors: dict[str, torch.Tensor]) -> object:
+    """``value`` with every tensor moved into ``tensors`` (under its path) and replaced by a
+    reference, so the rest is plain JSON."""
+    if isinstance(value, torch.Tensor):
+        tensors[prefix] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(value, dict):
+        if not all(isinstance(k, str | int) for k in value):
+            raise TypeError(f"checkpoint state {prefix!r} has keys JSON cannot hold")
+        return {
+            "__dict__": [[k, _split_state(v, f"{prefix}/{k}", tensors)] for k, v in value.items()]
+        }
+    if isinstance(value, list | tuple):
+        items = [_split_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"checkpoint state {prefix!r} holds a {type(value).__name__}")
+
+
+def _join_state(value: object, tensors: dict[str, torch.Tensor]) -> object:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(_join_state(v, tensors) for v in value["__tuple__"])
+        return {k: _join_state(v, tensors) for k, v in value["__dict__"]}
+    if isinstance(value, list):
+        return [_join_state(v, tensors) for v in value]
+    return value
+
+
+def save_checkpoint_file(state: dict, path: Path) -> None:
+    """Write a training state as one safetensors file: the tensors (weights, EMA, optimiser
+    moments, generator state) as tensors, everything else as JSON in its metadata. Loading it
+    can execute nothing, unlike a pickle."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    layout = _split_state(state, "state", tensors)
+    meta = {"format": "pt", "invdiff_checkpoint": json.dumps(layout, allow_nan=True)}
+    safe_io.write_bytes(path, save(tensors, metadata=meta))
+
+
+def load_checkpoint_file(path: Path, device: torch.device | str = "cpu") -> dict:
+    """Read a training state written by ``save_checkpoint_file`` (or, from older runs, a
+    ``checkpoint.pt`` read with ``weights_only=True``: tensors and plain data only, no code)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        try:
+            return torch.load(path, map_location=device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - pickle, zip and torch errors alike
+            raise CheckpointError(
+                f"{path} is not a checkpoint invdiff can read safely ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); start a new run with "
+                "another --out, or without --resume"
+            ) from None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        layout = json.loads(meta["invdiff_checkpoint"])
+        state = _join_state(layout, tensors)
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file
+        raise CheckpointError(
+            f"{path} is not a readable invdiff checkpoint ({type(err).__name__}: {err}); "
+            "start a new run with another --out, or without --resume"
+        ) from None
+    if not isinstance(state, dict) or not {"config", "model", "ema", "step"} <= set(state):
+        raise CheckpointError(f"{path} lacks the parts of a training checkpoint")
+    return state
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (damaged, foreign, or unsafe to load)."""
 
 
 class LossLog:
@@ -97,21 +160,25 @@ class LossLog:
     def __init__(self, path: Path, keep_until: int, log_every: int = 1):
         self.path = path
         rows = []
-        if keep_until > 0 and path.is_file():
-            with path.open() as f:
-                rows = [
-                    r
-                    for r in csv.DictReader(f)
-                    if int(r["step"]) <= keep_until and int(r["step"]) % log_every == 0
-                ]
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, LOG_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        if keep_until > 0 and (path.exists() or path.is_symlink()):
+            text = safe_io.read_bytes(path).decode("utf-8", errors="replace")
+            for r in csv.DictReader(io.StringIO(text)):
+                try:
+                    step = int(r["step"])
+                    if step <= keep_until and step % log_every == 0:
+                        rows.append(r)
+                except (KeyError, TypeError, ValueError):
+                    continue  # a torn or foreign line: the checkpoint decides what was done
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        safe_io.write_text(path, buf.getvalue())
 
     def write(self, row: dict) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writerow(row)
+        buf = io.StringIO()
+        csv.DictWriter(buf, LOG_FIELDS).writerow(row)
+        safe_io.append_bytes(path=self.path, data=buf.getvalue().encode(), sync=False)
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig) -> None:
@@ -144,7 +211,7 @@ def train(
     """Run (or resume) a training run; returns the run folder.
 
     The folder gets ``config.json``, ``loss.csv``, ``samples/step_XXXXXX.png``,
-    ``checkpoint.pt`` and the exported EMA model (``prior/`` or, for an autoencoder,
+    ``checkpoint.safetensors`` and the exported EMA model (``prior/`` or, for an autoencoder,
     ``autoencoder/``) with ``training.json`` (step, wall time, device, parameter count).
     ``time_limit_s`` ends the run early (checkpoint, export and grid at the step reached); since
     the learning rate does not depend on ``steps``, that run equals one with ``steps`` = the
@@ -157,17 +224,29 @@ def train(
     from invdiff.training.export import write_card
 
     cfg.validate()
+    if time_limit_s is not None and (
+        isinstance(time_limit_s, bool)
+        or not isinstance(time_limit_s, int | float)
+        or not time_limit_s > 0
+    ):
+        raise ValueError(f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}")
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
+    legacy = out / LEGACY_CHECKPOINT
+    found = next((p for p in (ckpt_path, legacy) if p.exists() or p.is_symlink()), None)
+    if found is not None and not resume:
         raise FileExistsError(
-            f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
+            f"{found} exists: pass --resume to continue that run, or choose another --out"
         )
-    if resume and not ckpt_path.exists():
+    if resume and found is None:
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
     device = resolve_device(cfg.device)
+    safe_io.check_writable(out)
+    state = load_checkpoint_file(found, device="cpu") if resume else None
+    if state is not None:
+        _check_resumable(state["config"], cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    safe_io.make_dirs(out, "samples")
 
     task = TASKS[cfg.kind](cfg, device)
     with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global RNG
@@ -193,9 +272,7 @@ def train(
     generator = torch.Generator().manual_seed(cfg.seed)
     step, wall = 0, 0.0
     running, count = 0.0, 0
-    if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        _check_resumable(state["config"], cfg)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
@@ -205,13 +282,16 @@ def train(
         # the loss accumulated since the last on-grid row of loss.csv (older checkpoints: none)
         running, count = (float(v) for v in state.get("loss_running", (0.0, 0)))
         count = int(count)
-    atomic_write_text(out / "config.json", json.dumps(_normalise(cfg.to_dict()), indent=2) + "\n")
-    log = LossLog(out / LOSS_LOG, keep_until=step, log_every=cfg.log_every)
+    safe_io.write_text(out / "config.json", json.dumps(_normalise(cfg.to_dict()), indent=2) + "\n")
+    # a finished run resumed without more steps writes no row: its last (off-grid) one stays
+    log = LossLog(
+        out / LOSS_LOG, keep_until=step, log_every=cfg.log_every if step < cfg.steps else 1
+    )
     n_params = count_parameters(model)
     export_name = "autoencoder" if cfg.kind == "autoencoder" else "prior"
 
     def save_checkpoint() -> None:
-        atomic_torch_save(
+        save_checkpoint_file(
             {
                 "config": _normalise(cfg.to_dict()),
                 "model": model.state_dict(),
@@ -225,7 +305,10 @@ def train(
             },
             ckpt_path,
         )
+        legacy.unlink(missing_ok=True)  # the new checkpoint supersedes one of an older format
+        export()
 
+    def export() -> None:
         def build(folder: Path) -> None:
             task.export(ema.shadow, folder)
             info = {
@@ -248,12 +331,34 @@ def train(
 
         replace_folder(build, out / export_name)
 
+    def exported_step() -> int | None:
+        try:
+            info = json.loads(safe_io.read_bytes(out / export_name / "training.json"))
+            return int(info["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def save_grid() -> None:
         with torch.no_grad():
             grid = task.grid(ema.shadow, torch.Generator().manual_seed(cfg.seed + 1))
         grid = labelled(grid, f"{task.grid_title()}, step {step}", task.grid_rows)
         save_image(grid, out / "samples" / f"step_{step:06d}.png")
         save_image(grid, out / "samples" / "latest.png")
+
+    for leftover in [*safe_io.leftovers(out, export_name), *safe_io.leftovers(out, CHECKPOINT)]:
+        # a temporary file or folder of a writer that was killed: never part of the run
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    if state is not None:
+        # a kill between the checkpoint and the export (or during the export) leaves the
+        # exported model behind the checkpoint: bring it level before going on
+        if exported_step() != step:
+            export()
+        if step >= cfg.steps and not (out / "samples" / f"step_{step:06d}.png").is_file():
+            save_grid()
+        state = None
 
     bar = tqdm(
         total=cfg.steps,
