@@ -17,9 +17,17 @@ spacing, then ``s_N = 0``), each step decouples the sample from the previous one
 The result is the last ``x0`` (``s_N = 0``). The operator may be nonlinear: only its
 vector-Jacobian product is used. ``defaults`` are the paper's DAPS-1K settings for pixel
 diffusion (200 annealing steps x 5 ODE steps = 1000 network evaluations; Langevin: 100 steps,
-``lr = 1e-4``, ``tau = 0.01``, ``lr_min_ratio = 0.01``). ``tau`` is the likelihood's standard
-deviation; the paper tunes it (0.01 for sigma_y = 0.05); ``tau = sigma_y`` samples the stated
-posterior. ``steps`` is the number of annealing steps. For a linear operator ``lr`` is capped at
+``lr = 1e-4``, ``lr_min_ratio = 0.01``). ``tau`` is the likelihood's standard deviation: by
+default the measurement's ``sigma_y`` (``tau = None``), which samples the stated posterior; the
+paper tunes it (``tau = 0.01`` for sigma_y = 0.05). ``steps`` is the number of annealing steps.
+
+For an ``SVDOperator`` the Eq. 9 target is Gaussian and is drawn exactly in the ``V`` basis
+(``exact_linear = True``): the paper's 100 Langevin steps at a fixed ``lr`` relax the prior
+term by ``lr / r_t^2`` per step, a few hundredths at ``sigma_t`` near 1, and so leave the chain
+far from its target (on the test bed: residual 1.0-1.8x the exact posterior's, 0.68 -> 0.47 of
+the prior's distance from 100 to 300 steps). Other operators keep the Langevin chain.
+``tweedie_r = True`` replaces the paper's ``r_t = sigma_t`` by the Tweedie standard deviation.
+For a linear operator ``lr`` is capped at
 ``tau^2 / ||A||^2`` so that the Langevin step stays stable on operators of norm above 1 (the
 paper's operators have norm <= 1: nothing changes for them at the paper's settings).
 """
@@ -36,7 +44,7 @@ from tqdm.auto import tqdm
 
 from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator, operator_norm_sq
-from invdiff.priors.base import Prior
+from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import karras_sigmas
 from invdiff.solvers.base import Callback, Solver, Step
@@ -133,9 +141,11 @@ def anneal(
         x0_hat = ode_x0(prior, x, s, int(hp["ode_steps"]), hp["ode_sigma_min"], hp["rho"])
         lr = hp["lr"] * (1 - (1 - hp["lr_min_ratio"]) * i / steps)
         noise_scale = math.sqrt(2 * lr)
-        inv_r2 = 1.0 / s**2
+        # r_t: the paper's sigma_t, or the Tweedie standard deviation of x0 given x_t
+        r = math.sqrt(posterior_variance(s, prior.sigma_data)) if hp.get("tweedie_r") else s
+        inv_r2 = 1.0 / r**2
         if exact is not None:
-            x0 = exact(x0_hat, s, normal_like(x0_hat, generator, buf))
+            x0 = exact(x0_hat, r, normal_like(x0_hat, generator, buf))
         else:
             x0 = x0_hat.clone()
             for _ in range(langevin_steps):
@@ -212,6 +222,7 @@ class DAPS(Solver):
         "lr_min_ratio": 0.01,
         "tau": None,
         "exact_linear": True,
+        "tweedie_r": False,
         "sigma_max": 100.0,
         "sigma_min": 0.1,
         "ode_sigma_min": 0.01,

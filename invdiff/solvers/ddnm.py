@@ -19,6 +19,18 @@ noise ``A^+ n`` carried into ``xhat_0|t`` plus the fresh noise add up to the lev
 (``lambda_i = 1``, ``gamma_i = sigma_t^2`` where ``s_i = 0`` or ``sigma_y = 0``), where ``a_t``
 is the weight of ``x0`` in the posterior mean and ``sigma_t`` the posterior standard deviation.
 
+Eq. 18-19 treat the noise ``A^+ n`` in ``xhat_0|t`` as fresh at every step, but it is the same
+realisation each time: it is carried forward in ``x_t`` and added again, so the samples
+over-fit ``y`` more with every step (on the test bed, a noisy blur went from 0.81 to 1.81 times
+the prior's distance to the exact posterior between 20 and 200 steps). Here each spectral
+coordinate tracks ``kappa_i``, the coefficient of that realisation already in the iterate; the
+step's noise budget is
+``kappa_{t-1}^2 l_i^2 + q^2 (s_t^2 - kappa_t^2 l_i^2) + gamma_i^2 = s_{t-1}^2`` (``l_i = sigma_y /
+s_i``, ``q`` the weight kept on ``x_t``, ``kappa_{t-1} = (1 - q) lambda_i + q kappa_t``), and
+``lambda_i`` is the largest value in [0, 1] that fits it. With ``kappa_t = 0`` this is Eq. 19
+exactly; the last step returns a sample of ``p(x0 | x_min)`` on the noisily measured coordinates
+(``invdiff.solvers.tweedie.last_step_spread``).
+
 This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on the prior's grid, where the
 step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
 ``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,

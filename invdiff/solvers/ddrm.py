@@ -21,7 +21,9 @@ Eq. 8 (step ``t+1 -> t``), with ``eps ~ N(0, 1)``:
 Paper hyperparameters: ``eta = 0.85``, ``eta_b = 1``, 20 steps (Sec. 5). The last step goes to
 ``sigma_0 = 0`` and returns the spectral mean: the denoised estimate on the unobserved and
 noisy coordinates, ``ybar`` on the noiseless observed ones. Singular values below
-``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8).
+``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8). The last step
+adds the spread of ``p(x0 | x_min)`` that the mean drops, combined with each coordinate's
+measurement noise (``invdiff.solvers.tweedie``): noiseless coordinates stay on ``ybar``.
 """
 
 from __future__ import annotations
