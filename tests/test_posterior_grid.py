@@ -102,7 +102,7 @@ def test_sigma_y_changes_the_samples(name):
         out[sigma_y] = run_solver(name, problem, 64, 20, seed=0)
     assert (out[0.01] - out[0.1]).abs().max() > 1e-3
     if name != "red_diff":  # a point estimate (Mardani et al. 2024): no spread to compare
-        mask = problem.operator.mask.bool().expand_as(out[0.01][0])
+        mask = problem.operator.mask.bool()[0].expand_as(out[0.01][0])
         spread = {s: float(x[:, mask].std(0).mean()) for s, x in out.items()}
         assert spread[0.1] > spread[0.01]
 
