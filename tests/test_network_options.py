@@ -280,3 +280,62 @@ def test_an_analytic_prior_refuses_network_options() -> None:
     with pytest.raises(ValueError, match="evaluates no network"):
         gmm.configure(precision="bf16")
     gmm.configure(gradient_checkpointing=True)  # nothing to checkpoint, nothing to refuse
+
+
+# ---------------------------------------------------------------- command line and benchmark
+
+
+def test_solve_cli_passes_the_options_to_the_prior(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from invdiff.solvers import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    base = ["--problem", "fmnist-sr4", "--solver", "dps", "--out", "o"]
+    args = parser.parse_args([*base, "--precision", "bf16", "--compile", "--checkpointing"])
+    from invdiff.priors.network import network_options_from_args
+
+    assert network_options_from_args(args) == NetworkOptions("bf16", True, False, True)
+    assert network_options_from_args(parser.parse_args(base)) == NetworkOptions()
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--precision", "fp16"])
+
+
+def test_train_cli_precision_maps_to_bf16() -> None:
+    import argparse
+
+    from invdiff.training import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    cfg = command.config_from_args(parser.parse_args(["pixel", "--precision", "bf16"]))
+    assert cfg.bf16 is True
+    cfg = command.config_from_args(parser.parse_args(["pixel", "--precision", "fp32"]))
+    assert cfg.bf16 is False
+    with pytest.raises(SystemExit):  # one way to say it, not two
+        parser.parse_args(["pixel", "--precision", "fp32", "--bf16"])
+
+
+def test_bench_rows_record_peak_memory_and_network(tmp_path) -> None:  # noqa: ANN001
+    from test_bench import TINY_SUITE, make_tiny_setup
+
+    from invdiff.bench import rows as rowio
+    from invdiff.bench.runner import run
+    from invdiff.bench.suite import SuiteError, load
+
+    paths = make_tiny_setup(tmp_path)
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(TINY_SUITE.format(**paths).replace("seeds = [0, 1]", "seeds = [0]"))
+    suite = load(suite_file, limit=2, precision="bf16", checkpointing=True)
+    assert suite.network == NetworkOptions("bf16", gradient_checkpointing=True)
+    out = tmp_path / "out"
+    run(suite, out, progress=False, figures=False)
+    rows = list(rowio.read(out / "rows.jsonl"))
+    assert rows and all(r["network"] == "bf16+checkpointing" for r in rows)
+    assert all(r["peak_mem_mb"] > 1.0 for r in rows)
+    # an fp32 run into the bf16 folder would mix numbers of two precisions: refused
+    with pytest.raises(SuiteError, match="another suite or other"):
+        run(load(suite_file, limit=2), out, progress=False, figures=False)
+    with pytest.raises(SuiteError, match="precision must be one of"):
+        load(suite_file, precision="fp8")

@@ -21,6 +21,7 @@ The defaults (fp32, eager, contiguous, no checkpointing) evaluate exactly the pl
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from collections.abc import Callable
@@ -166,3 +167,40 @@ class NetworkRunner:
 def with_options(current: NetworkOptions, **changes: Any) -> NetworkOptions:
     """``current`` with the given fields replaced (``None`` leaves a field as it is)."""
     return replace(current, **{k: v for k, v in changes.items() if v is not None})
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, *, checkpointing: bool) -> None:
+    """``--precision``, ``--compile`` (and ``--checkpointing``) for commands that run priors.
+
+    The defaults are ``None`` so that a command can tell "not given" from "fp32"/"off" (a
+    suite file may set them; the command line overrides it).
+    """
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="network precision: fp32 (default) or bf16 autocast, outputs in fp32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the network (falls back to eager with a warning where it cannot)",
+    )
+    if checkpointing:
+        parser.add_argument(
+            "--checkpointing",
+            action="store_true",
+            default=None,
+            help="gradient checkpointing of the network: less memory for DPS-like solvers, "
+            "about one more forward pass per step",
+        )
+
+
+def network_options_from_args(args: argparse.Namespace) -> NetworkOptions:
+    """The ``NetworkOptions`` selected by ``add_network_arguments`` (unset: the defaults)."""
+    return NetworkOptions(
+        precision=args.precision or "fp32",
+        compile=bool(args.compile),
+        gradient_checkpointing=bool(vars(args).get("checkpointing")),
+    )

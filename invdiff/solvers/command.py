@@ -20,6 +20,7 @@ and ``summary.json`` (settings, PSNR per sample, wall time, network evaluations)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from invdiff.io import write_text, write_with
+from invdiff.priors.network import add_network_arguments, network_options_from_args
 
 
 def _note(message: str) -> None:
@@ -68,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
     )
+    add_network_arguments(parser, checkpointing=True)
     parser.add_argument(
         "--set",
         action="append",
@@ -212,6 +215,7 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_writable(args.out)
     prior = invdiff.priors.load(prior_name, device=device)
+    prior.configure(**dataclasses.asdict(network_options_from_args(args)))
     operator = problem.operator(device)
     noise = problem.noise
     # a mismatch of kind or image shape is reported before any image is loaded
