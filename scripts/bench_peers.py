@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         nargs="*",
         default=["fp32", "bf16", "compile", "deepinv"],
-        help="which of fp32, bf16, compile, bf16+compile, deepinv to run",
+        help="fp32, bf16, compile, channels_last and '+' joins (bf16+compile), deepinv",
     )
     parser.add_argument("--solvers", nargs="*", default=["dps", "ddrm", "diffpir"])
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
@@ -122,11 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     for v in args.variants:
         if v == "deepinv":
             continue
-        precision, _, rest = v.partition("+")
-        if precision == "compile":
-            precision, rest = "fp32", "compile"
+        parts = v.split("+")  # e.g. bf16+compile, compile, fp32+channels_last
+        precision = parts[0] if parts[0] in ("fp32", "bf16") else "fp32"
         priors[v] = invdiff.priors.load(folder, device=device).configure(
-            precision=precision, compile=rest == "compile"
+            precision=precision, compile="compile" in parts, channels_last="channels_last" in parts
         )
     physics = dinv.physics.Inpainting(
         img_size=tuple(x.shape[1:]),
