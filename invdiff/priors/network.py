@@ -11,10 +11,11 @@ all of them without a change to their code:
   line says so and the eager network is used from then on.
 - ``channels_last=True`` stores the weights and feeds the input in NHWC order, which the
   convolution kernels of oneDNN (CPU) and cuDNN (tensor cores) prefer.
-- ``gradient_checkpointing=True`` keeps only the network's input when autograd records the call
-  (DPS-like solvers differentiate ``x0`` with respect to ``x``) and recomputes the activations in
-  the backward pass: the peak memory of one step drops from the whole UNet graph to one layer's
-  worth, for about one extra forward evaluation per step.
+- ``gradient_checkpointing=True`` keeps only block inputs when autograd records the call (DPS-like
+  solvers differentiate ``x0`` with respect to ``x``) and recomputes each block's activations in
+  the backward pass, block by block (``torch.utils.checkpoint`` inside the diffusers blocks; one
+  checkpoint around the whole call for other networks): the peak memory of a step drops from the
+  whole UNet graph towards one block's worth, for about one extra forward evaluation per step.
 
 The defaults (fp32, eager, contiguous, no checkpointing) evaluate exactly the plain network.
 """
@@ -103,7 +104,25 @@ class NetworkRunner:
         self._compiled: Callable[..., Any] | None = None
         self._compile_failed = False
 
+    @property
+    def checkpoints_blocks(self) -> bool:
+        """Whether the network checkpoints block by block itself (diffusers models do)."""
+        from diffusers.models.modeling_utils import ModelMixin
+
+        return isinstance(self.module, ModelMixin) and bool(
+            self.module._supports_gradient_checkpointing
+        )
+
     def configure(self, options: NetworkOptions) -> None:
+        if options.gradient_checkpointing != self.options.gradient_checkpointing:
+            if self.checkpoints_blocks:
+                # block by block (each ResNet block is recomputed alone in the backward pass):
+                # the peak holds one block's activations. One checkpoint around the whole
+                # network would recompute all of them at once and keep the peak where it was.
+                if options.gradient_checkpointing:
+                    self.module.enable_gradient_checkpointing()
+                else:
+                    self.module.disable_gradient_checkpointing()
         if options.channels_last != self.options.channels_last:
             fmt = torch.channels_last if options.channels_last else torch.contiguous_format
             self.module.to(memory_format=fmt)
@@ -155,7 +174,12 @@ class NetworkRunner:
                 out = output(self._call(inp, *args, **kwargs))
             return out.to(dtype)
 
-        if opts.gradient_checkpointing and torch.is_grad_enabled() and inp.requires_grad:
+        if (
+            opts.gradient_checkpointing
+            and not self.checkpoints_blocks
+            and torch.is_grad_enabled()
+            and inp.requires_grad
+        ):
             from torch.utils.checkpoint import checkpoint
 
             # non-reentrant: gradients reach inputs that need them even when the weights do
