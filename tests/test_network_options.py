@@ -374,3 +374,22 @@ def test_bench_rows_record_peak_memory_and_network(tmp_path) -> None:  # noqa: A
         run(load(suite_file, limit=2), out, progress=False, figures=False)
     with pytest.raises(SuiteError, match="precision must be one of"):
         load(suite_file, precision="fp8")
+
+
+def test_suite_files_set_the_options_and_the_command_line_overrides_them(tmp_path) -> None:  # noqa: ANN001
+    from test_bench import TINY_SUITE
+
+    from invdiff.bench.suite import SuiteError, load
+
+    text = TINY_SUITE.format(images=tmp_path, prior=tmp_path)
+    f = tmp_path / "s.toml"
+    f.write_text(
+        text.replace('device = "cpu"', 'device = "cpu"\nprecision = "bf16"\ncompile = true')
+    )
+    assert load(f).network == NetworkOptions("bf16", compile=True)
+    assert load(f, precision="fp32", checkpointing=True).network == NetworkOptions(
+        "fp32", compile=True, gradient_checkpointing=True
+    )
+    f.write_text(text.replace('device = "cpu"', 'device = "cpu"\nprecision = 16'))
+    with pytest.raises(SuiteError, match="precision must be a string"):
+        load(f)
