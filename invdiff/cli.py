@@ -66,7 +66,13 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
         text = f"{text}: {err.filename}"
     if not isinstance(err, SuiteError):  # a suite error lists every problem, one per line
-        text = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+        # lines are joined with "; ", or a space after a line that ends with ":" (it introduces
+        # the next one, e.g. a command to run)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = "".join(
+            line + ("" if k == len(lines) - 1 else " " if line.endswith(":") else "; ")
+            for k, line in enumerate(lines)
+        )
     expected = (ValueError, TypeError, KeyError, OSError, IndexError, SuiteError)
     if not isinstance(err, expected) or not text:
         text = f"{type(err).__name__}: {text} (run again with --debug for the traceback)"

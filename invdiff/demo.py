@@ -47,6 +47,7 @@ class DemoRow:
     pinv: Tensor | None
     psnr_y: float | None  # PSNR of y against the clean image where y is image-shaped
     psnr_pinv: float | None
+    operator: object = None  # decides how y is shown (invdiff.display)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,24 +79,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=list(DEMO_OPERATORS),
         metavar="NAME",
-        help=f"operators to show (default: all of {', '.join(DEMO_OPERATORS)})",
+        help=f"operators to show, from these {len(DEMO_OPERATORS)} (default: all of them): "
+        f"{', '.join(DEMO_OPERATORS)}",
     )
 
 
-def for_display(y: Tensor) -> tuple[Tensor, str]:
-    """A measurement as a viewable image in [-1, 1], and a note on how it was mapped.
+def for_display(y: Tensor, operator: object = None) -> tuple[Tensor, str]:
+    """The measurement as a viewable image and its caption (``invdiff.display``: the rule that
+    ``solve`` and ``bench`` use too; Fourier magnitudes on a log scale)."""
+    from invdiff.display import measurement_image
 
-    Image-valued measurements are shown as they are (clamped); others (e.g. Fourier magnitudes)
-    on a log scale: ``log(|y| + 1e-3)`` mapped from its 1st..99.5th percentile to [-1, 1] per image
-    (a few huge values, like the zero frequency of a Fourier magnitude, would hide the rest).
-    """
-    if y.ndim == 4 and y.shape[1] in (1, 3) and float(y.abs().max()) <= 1.5:
-        return y.clamp(-1, 1), ""
-    v = torch.log(y.abs() + 1e-3).flatten(1).double()
-    lo = torch.quantile(v, 0.01, dim=1, keepdim=True)
-    hi = torch.quantile(v, 0.995, dim=1, keepdim=True)
-    v = ((v - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-    return (v * 2 - 1).float().reshape(y.shape), " (log scale)"
+    return measurement_image(y, operator)
 
 
 def psnr(x: Tensor, ref: Tensor) -> float:
@@ -133,7 +127,7 @@ def degrade(x: Tensor, names: list[str], sigma_y: float, seed: int) -> list[Demo
         )
         psnr_y = psnr(y, x) if y.shape == x.shape else None
         psnr_pinv = psnr(pinv, x) if pinv is not None else None
-        rows.append(DemoRow(name, kind, y, pinv, psnr_y, psnr_pinv))
+        rows.append(DemoRow(name, kind, y, pinv, psnr_y, psnr_pinv, op))
     return rows
 
 
@@ -163,8 +157,8 @@ def figure(x: Tensor, rows: list[DemoRow], path: Path, title: str) -> Path:
         ax.axis("off")
     show(axes[0, 0], x, "clean")
     for j, row in enumerate(rows, start=1):
-        shown, note = for_display(row.y)
-        show(axes[0, j], shown, f"{row.name}\ny{note}")
+        shown, caption = for_display(row.y, row.operator)
+        show(axes[0, j], shown, f"{row.name}\n{caption}")
         if row.pinv is not None:
             show(axes[1, j], row.pinv.clamp(-1, 1), f"pseudo-inverse\n{row.psnr_pinv:.1f} dB")
         else:
@@ -206,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     save_image(x, out / "clean.png")
     for row in rows:
-        save_image(for_display(row.y)[0], out / f"{row.name}_y.png")
+        save_image(for_display(row.y, row.operator)[0], out / f"{row.name}_y.png")
         if row.pinv is not None:
             save_image(row.pinv.clamp(-1, 1), out / f"{row.name}_pinv.png")
     title = (

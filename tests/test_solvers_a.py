@@ -135,10 +135,11 @@ def test_noiseless_y_is_reproduced(name, kind):
 
 
 def test_dps_noiseless_fit_is_close():
-    """The paper's DPS (``likelihood="paper"``) moves ``zeta * grad ||r||``: a step of length about ``zeta`` whatever the residual,
-    tiny per pixel on a 256^2 image (the paper's zeta = 1) but not on this 16-pixel test bed, and
-    the one-step likelihood approximation does not enforce ``A x = y``. Measured misfit with
-    zeta = 0.2, 50 steps: about 0.25 of a prior sample's (zeta = 0.05: 0.65, too weak)."""
+    """The paper's DPS (``likelihood="paper"``) moves ``zeta * grad ||r||``: a step of length
+    about ``zeta`` whatever the residual, tiny per pixel on a 256^2 image (the paper's zeta = 1)
+    but not on this 16-pixel test bed, and the one-step likelihood approximation does not enforce
+    ``A x = y``. Measured misfit with zeta = 0.2, 50 steps: about 0.25 of a prior sample's
+    (zeta = 0.05: 0.65, too weak)."""
     problem = make_problem("inpainting", sigma_y=0.0)
     y = problem.y.expand(16, *problem.y.shape[1:])
     x = invdiff.solve(

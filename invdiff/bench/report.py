@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from invdiff.bench import manifest as mf
 from invdiff.bench import rows as rowio
 from invdiff.bench import stats
-from invdiff.operators.base import LinearOperator
 
 TIMING = ("wall_s", "nfe")
 
@@ -100,32 +98,12 @@ def _distribution_csv(results: list[dict[str, Any]], metrics: list[str]) -> str:
     return buf.getvalue()
 
 
-def measurement_panel(
-    problem: Any, op: Any, y: Tensor, shape: tuple[int, ...]
-) -> tuple[Tensor, str]:
-    """A displayable ``N x C x H x W`` picture of the measurement, and its caption."""
-    c, h, w = shape
-    if y.ndim == 4 and y.shape[1] == c:
-        pic = y
-        if tuple(y.shape[-2:]) != (h, w):
-            pic = torch.nn.functional.interpolate(y, size=(h, w), mode="nearest")
-        lo, hi = float(pic.min()), float(pic.max())
-        if lo < -1.25 or hi > 1.25:  # e.g. Fourier magnitudes: rescale each to [-1, 1] to show them
-            flat = pic.flatten(1)
-            mn, mx = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
-            pic = (pic - mn) / (mx - mn).clamp_min(1e-12) * 2 - 1
-            return pic, "y (rescaled)"
-        return pic.clamp(-1, 1), "y"
-    if isinstance(op, LinearOperator):
-        return op.pinv(y).clamp(-1, 1), "A⁺y"
-    return torch.zeros(y.shape[0], *shape), "y (not an image)"
-
-
 def figure(prep: Any, out: Path, problem_name: str) -> Path | None:
     """measurement | each solver | truth, one row per image (the first ``figure_images``)."""
     from matplotlib.figure import Figure
 
     from invdiff.bench.runner import load_images, load_samples
+    from invdiff.display import measurement_image
     from invdiff.images import to_uint8
 
     suite = prep.suite
@@ -145,7 +123,7 @@ def figure(prep: Any, out: Path, problem_name: str) -> Path | None:
     op = prep.operators[problem_name]
     with torch.no_grad():
         y = problem.measure(x.to(prep.device), idx, seed, operator=op)
-        meas, meas_title = measurement_panel(problem, op, y, problem.in_shape)
+        meas, meas_title = measurement_image(y, op, problem.in_shape)
     titles = [meas_title, *columns, "truth"]
     ncols, nrows = len(titles), len(idx)
     fig = Figure(figsize=(1.3 * ncols, 1.3 * nrows + 0.4), dpi=100)

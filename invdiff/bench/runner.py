@@ -147,77 +147,13 @@ def prepare(suite: Suite, world: World | None = None) -> Prepared:
     """
     import invdiff.data
     import invdiff.metrics
+    from invdiff.priors import describe
     from invdiff.priors import load as load_prior
 
     errors: list[str] = []
     device = resolve_device(suite.device, world)
 
-    # data
-    kwargs = {
-        k: v for k, v in suite.data.items() if k not in ("dataset", "start", "count", "indices")
-    }
-    try:
-        dataset = invdiff.data.get(suite.data["dataset"], **kwargs)
-    except Exception as err:  # noqa: BLE001 - any loader failure is a suite problem
-        raise SuiteError(
-            f"[data] cannot load data set {suite.data.get('dataset')!r} with {kwargs}: {err}"
-        ) from err
-    n = len(dataset)
-    if "indices" in suite.data:
-        indices = list(suite.data["indices"])
-        bad = [i for i in indices if i >= n]
-        if bad:
-            errors.append(f"[data] indices {bad[:5]} out of range: the data set has {n} images")
-    else:
-        start = suite.data.get("start", 0)
-        count = suite.data.get("count", "all")
-        stop = n if count == "all" else start + count
-        if stop > n or start >= n:
-            errors.append(
-                f"[data] start={start}, count={count} out of range: the data set has {n} images"
-            )
-        indices = list(range(start, min(stop, n)))
-    limit = suite.overrides.get("limit")
-    if limit is not None:
-        indices = indices[:limit]
-    chunks = [indices[k : k + suite.batch_size] for k in range(0, len(indices), suite.batch_size)]
-    if indices and not errors:
-        first = load_images(dataset, indices[:1])
-        try:
-            check_image(first, f"image {indices[0]} of {suite.data['dataset']!r}")
-        except (TypeError, ValueError) as err:
-            errors.append(str(err))
-        for p in suite.problems:
-            if tuple(first.shape[1:]) != p.in_shape:
-                errors.append(
-                    f"problem {p.name!r} expects images of shape {p.in_shape} but data set "
-                    f"{suite.data['dataset']!r} gives {tuple(first.shape[1:])}"
-                )
-
-    # metrics
-    metric_fns = {}
-    for m in [*suite.metrics, *suite.distribution_metrics]:
-        fn = getattr(invdiff.metrics, m, None)
-        if fn is None:
-            errors.append(f"metric {m!r} is not available in invdiff.metrics in this install")
-        metric_fns[m] = fn
-    if suite.distribution_metrics and len(indices) >= suite.min_images_distribution:
-        try:  # the Inception weights ship in a package installed separately: check them first
-            invdiff.metrics.inception_network(device)
-        except Exception as err:  # noqa: BLE001 - missing weights, a broken install
-            errors.append(f"distribution_metrics need the Inception network: {err}")
-    if indices and not errors:
-        # a metric that cannot score these images (too small, wrong channels) fails here, not
-        # after the solving
-        probe = first.to(device)
-        for m in suite.metrics:
-            try:
-                metric_fns[m](probe, probe)
-            except Exception as err:  # noqa: BLE001 - reported with the metric's name
-                errors.append(
-                    f"metric {m!r} cannot score images of shape {tuple(probe.shape[1:])}: {err}"
-                )
-
+    # every pairing is checked first: it needs operators and the priors' JSON files only
     # operators
     operators: dict[str, Any] = {}
     for p in suite.problems:
@@ -231,6 +167,8 @@ def prepare(suite: Suite, world: World | None = None) -> Prepared:
 
     # priors and pairings
     priors: dict[str, Prior] = {}
+    infos: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     folders: dict[str, Path] = {}
     load_errors: dict[str, str] = {}
     pairs: list[Pair] = []
@@ -262,23 +200,23 @@ def prepare(suite: Suite, world: World | None = None) -> Prepared:
                 )
                 continue
             key, folder = _prior_folder(source, suite.base_dir)
-            if key not in priors and key not in load_errors:
-                try:
-                    priors[key] = load_prior(key, device=device)
-                    priors[key].configure(**dataclasses.asdict(suite.network))
+            if key not in infos and key not in load_errors:
+                try:  # the prior's JSON files only: weights load once the pairings hold
+                    infos[key] = describe(key)
                     folders[key] = folder
+                    sources[key] = source
                 except Exception as err:  # noqa: BLE001 - a missing or broken prior folder
                     load_errors[key] = f"cannot load prior {source!r}: {err}"
                     errors.append(load_errors[key])
             if key in load_errors:
                 continue
-            prior = priors[key]
+            info = infos[key]
             try:
-                solver.check(prior, operators[p.name], p.noise)
+                solver.check(info.prior_type, operators[p.name], p.noise)
             except SolverMismatchError as err:
                 reject(str(err))
                 continue
-            shape = prior.image_shape if isinstance(prior, LatentPrior) else prior.in_shape
+            shape = info.image_shape
             if tuple(shape) != p.in_shape:
                 reject(
                     f"prior {source!r} models images of shape {tuple(shape)}, "
@@ -286,6 +224,83 @@ def prepare(suite: Suite, world: World | None = None) -> Prepared:
                 )
                 continue
             pairs.append(Pair(p, spec, key))
+    # data
+    kwargs = {
+        k: v for k, v in suite.data.items() if k not in ("dataset", "start", "count", "indices")
+    }
+    try:
+        dataset = invdiff.data.get(suite.data["dataset"], **kwargs)
+    except Exception as err:  # noqa: BLE001 - any loader failure is a suite problem
+        earlier = "".join(f"\n  {e}" for e in errors)
+        raise SuiteError(
+            f"[data] cannot load data set {suite.data.get('dataset')!r} with {kwargs}: {err}"
+            + earlier
+        ) from err
+    n = len(dataset)
+    before_data = len(errors)  # pairing problems, reported along with the data's
+    if "indices" in suite.data:
+        indices = list(suite.data["indices"])
+        bad = [i for i in indices if i >= n]
+        if bad:
+            errors.append(f"[data] indices {bad[:5]} out of range: the data set has {n} images")
+    else:
+        start = suite.data.get("start", 0)
+        count = suite.data.get("count", "all")
+        stop = n if count == "all" else start + count
+        if stop > n or start >= n:
+            errors.append(
+                f"[data] start={start}, count={count} out of range: the data set has {n} images"
+            )
+        indices = list(range(start, min(stop, n)))
+    limit = suite.overrides.get("limit")
+    if limit is not None:
+        indices = indices[:limit]
+    chunks = [indices[k : k + suite.batch_size] for k in range(0, len(indices), suite.batch_size)]
+    if indices and len(errors) == before_data:
+        first = load_images(dataset, indices[:1])
+        try:
+            check_image(first, f"image {indices[0]} of {suite.data['dataset']!r}")
+        except (TypeError, ValueError) as err:
+            errors.append(str(err))
+        for p in suite.problems:
+            if tuple(first.shape[1:]) != p.in_shape:
+                errors.append(
+                    f"problem {p.name!r} expects images of shape {p.in_shape} but data set "
+                    f"{suite.data['dataset']!r} gives {tuple(first.shape[1:])}"
+                )
+
+    # metrics
+    metric_fns = {}
+    for m in [*suite.metrics, *suite.distribution_metrics]:
+        fn = getattr(invdiff.metrics, m, None)
+        if fn is None:
+            errors.append(f"metric {m!r} is not available in invdiff.metrics in this install")
+        metric_fns[m] = fn
+    if suite.distribution_metrics and len(indices) >= suite.min_images_distribution:
+        try:  # the Inception weights ship in a package installed separately: check them first
+            invdiff.metrics.inception_network(device)
+        except Exception as err:  # noqa: BLE001 - missing weights, a broken install
+            errors.append(f"distribution_metrics need the Inception network: {err}")
+    if indices and len(errors) == before_data:
+        # a metric that cannot score these images (too small, wrong channels) fails here, not
+        # after the solving
+        probe = first.to(device)
+        for m in suite.metrics:
+            try:
+                metric_fns[m](probe, probe)
+            except Exception as err:  # noqa: BLE001 - reported with the metric's name
+                errors.append(
+                    f"metric {m!r} cannot score images of shape {tuple(probe.shape[1:])}: {err}"
+                )
+
+    # weights, only for the priors of pairs that can run
+    if not errors:
+        for key in dict.fromkeys(pair.prior_key for pair in pairs):
+            try:
+                priors[key] = load_prior(key, device=device)
+                priors[key].configure(**dataclasses.asdict(suite.network))
+            except Exception as err:  # noqa: BLE001 - a broken weights file
+                errors.append(f"cannot load prior {sources[key]!r}: {err}")
     if not pairs and not errors:
         errors.append("no solver/problem pair can run (all were skipped as incompatible)")
     if errors:

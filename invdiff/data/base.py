@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -59,3 +60,27 @@ class ImageDataset(Dataset):
         return (
             f"{type(self).__name__}({len(self)} images of {'x'.join(map(str, self.image_shape))})"
         )
+
+
+SPLITS = ("all", "train", "validation")
+
+
+def split_members(keys: Sequence[str], split: str, val_fraction: float) -> list[int]:
+    """Indices of ``keys`` (e.g. relative file paths) in ``split`` of a deterministic split.
+
+    The keys are ranked by the SHA-256 of their text; the first ``round(n * val_fraction)`` (at
+    least one when there are two or more keys and ``val_fraction > 0``) form ``validation``, the
+    rest ``train``. The result depends on the set of keys only: not on the machine, the order
+    the files are listed in or any random state.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    n = len(keys)
+    if split == "all":
+        return list(range(n))
+    n_val = max(1, round(n * val_fraction)) if n >= 2 and val_fraction > 0 else 0
+    ranked = sorted(range(n), key=lambda i: hashlib.sha256(keys[i].encode()).hexdigest())
+    validation = set(ranked[:n_val])
+    return [i for i in range(n) if (i in validation) == (split == "validation")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from invdiff.data.base import ImageDataset
+from invdiff.data.base import ImageDataset, split_members
 from invdiff.images import check_size, load_image
 from invdiff.registry import DATASETS
 
@@ -60,10 +60,17 @@ class Photos(ImageDataset):
     """The bundled photos ``names`` (default: all ``PHOTOS``), ``size`` pixels, 1 or 3 channels."""
 
     def __init__(
-        self, size: int = 128, channels: int = 3, names: list[str] | tuple[str, ...] | None = None
+        self,
+        size: int = 128,
+        channels: int = 3,
+        names: list[str] | tuple[str, ...] | None = None,
+        split: str = "all",
+        val_fraction: float = 0.1,
     ):
-        self.names = list(PHOTOS) if names is None else list(names)
-        for n in self.names:
+        names = list(PHOTOS) if names is None else list(names)
+        # the same deterministic split as an image folder, over the photo names
+        self.names = [names[i] for i in split_members(names, split, val_fraction)]
+        for n in names:
             photo_path(n)  # validate every name before any image is read
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from invdiff.priors.base import ConditionalPrior, LatentPrior, Prior, sigma_column, vp_sigmas
 from invdiff.priors.gmm import GaussianMixture, GaussianMixturePrior
 from invdiff.priors.pixel import PixelPrior
-from invdiff.priors.zoo import load, names
+from invdiff.priors.zoo import PriorInfo, describe, load, names
 
 __all__ = [
     "ConditionalPrior",
@@ -19,6 +19,8 @@ __all__ = [
     "LatentPrior",
     "PixelPrior",
     "Prior",
+    "PriorInfo",
+    "describe",
     "load",
     "names",
     "sigma_column",

@@ -14,6 +14,8 @@ Capabilities are types: ``LatentPrior`` adds ``encode``/``decode``, ``Conditiona
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -50,6 +52,9 @@ class Prior(ABC):
     data_range: tuple[float, float] | None = (-1.0, 1.0)
     #: how the network is evaluated (precision, compilation, checkpointing); see ``configure``
     network_options: NetworkOptions = NetworkOptions()
+
+    #: called with the noise level after every network evaluation (see ``observe``)
+    _observers: tuple[Callable[[float | Tensor], None], ...] = ()
 
     def __init__(self) -> None:
         #: number of network evaluations so far (benchmarks read and reset it).
@@ -103,7 +108,23 @@ class Prior(ABC):
     def x0(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
         """Tweedie denoiser ``E[x0 | x_sigma = x]``."""
         self.nfe += 1
-        return self.denoise(x, sigma_column(sigma, x), cond)
+        out = self.denoise(x, sigma_column(sigma, x), cond)
+        for observer in self._observers:
+            observer(sigma)
+        return out
+
+    @contextmanager
+    def observe(self, observer: Callable[[float | Tensor], None]) -> Iterator[None]:
+        """Call ``observer(sigma)`` after every network evaluation inside the ``with`` block.
+
+        Every evaluation passes through ``x0`` (``eps`` and ``score`` call it), so an observer
+        sees all of them whatever the solver; ``invdiff.solve(progress=True)`` counts with it.
+        """
+        self._observers = (*self._observers, observer)
+        try:
+            yield
+        finally:
+            self._observers = tuple(o for o in self._observers if o is not observer)
 
     def eps(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
         """Predicted noise ``(x - x0) / sigma``."""

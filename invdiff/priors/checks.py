@@ -1,19 +1,34 @@
 """Validation of prior folders before (and while) weights are read.
 
 A prior folder written by ``invdiff train`` holds ``prior.json`` (kind and shapes), ``unet/`` and
-``scheduler/`` (diffusers ``save_pretrained``) and, for a latent prior, ``vae/``. Every check
-fails with a message that names the folder, the file and what was expected, so a user with a
-half-copied or hand-edited folder knows what to fix.
+``scheduler/`` (diffusers ``save_pretrained``) and, for a latent prior, ``vae/``. A pixel prior
+may also be any diffusers checkpoint a user has on disk (``find_layout``):
+
+* the pipeline layout: ``unet/`` (config + weights) and ``scheduler/scheduler_config.json``,
+  as ``DDPMPipeline.save_pretrained`` writes it;
+* the single-model layout: ``config.json`` and the weights at the top of the folder, as
+  ``UNet2DModel.save_pretrained`` writes it, with ``scheduler_config.json`` beside them (or in
+  ``scheduler/``), as the single-model hub repositories ship it.
+
+The UNet is a ``UNet2DModel`` or a ``UNet2DConditionModel`` (``_class_name`` of its config);
+the prediction type (epsilon, v, sample) comes from the scheduler's config. Weights must be
+safetensors: a pickled ``.bin`` file is refused, never opened, with the command that converts
+it. Every check fails with a message that names the folder, the file and what was expected, so
+a user with a half-copied or hand-edited folder knows what to fix.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+PICKLED_WEIGHTS_FILE = "diffusion_pytorch_model.bin"
+SCHEDULER_FILE = "scheduler_config.json"
+UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
 KINDS = ("pixel", "sr3", "latent")
 # files each kind needs, relative to the folder
 REQUIRED_FILES = {
@@ -84,6 +99,95 @@ def read_prior_json(folder: str | Path, required: tuple[str, ...] = ()) -> dict:
     return meta
 
 
+def refuse_pickled_weights(subfolder: Path) -> None:
+    """Refuse a model folder whose weights are only a pickled ``.bin`` file, saying how to convert
+    it; the file is never opened (unpickling a file can run any code it carries)."""
+    pickled = subfolder / PICKLED_WEIGHTS_FILE
+    if (subfolder / WEIGHTS_FILE).is_file() or not pickled.is_file():
+        return
+    target = subfolder / WEIGHTS_FILE
+    raise PriorFolderError(
+        f"{pickled} holds pickled PyTorch weights, which invdiff does not load: unpickling a file "
+        "can run any code it contains. Convert it once to safetensors with PyTorch's restricted "
+        "loader (torch.load(..., weights_only=True) reads tensors only and refuses code):\n"
+        '  python3 -c "import torch; from safetensors.torch import save_file; '
+        f"save_file(torch.load({str(pickled)!r}, map_location='cpu', weights_only=True), "
+        f'{str(target)!r})"\n'
+        "then load the folder again (the .bin file may stay; it is not read)."
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the parts of a diffusers pixel checkpoint lie in a folder."""
+
+    folder: Path
+    unet: Path  # the folder holding the UNet's config.json and weights
+    scheduler: Path  # the folder holding scheduler_config.json
+    unet_class: str  # one of UNET_CLASSES
+    single_model: bool  # config and weights at the top of the folder
+
+
+def find_layout(folder: str | Path) -> Layout:
+    """Find the UNet and the scheduler config of a pixel checkpoint in either diffusers layout.
+
+    Reads JSON only. Raises ``FileNotFoundError`` naming what is missing and the layouts that
+    are understood, and ``PriorFolderError`` for pickled weights or an unsupported model class.
+    """
+    folder = require_folder(folder, [])
+    if (folder / "unet" / "config.json").is_file():
+        unet, single = folder / "unet", False
+    elif (folder / "config.json").is_file():
+        unet, single = folder, True
+    else:
+        raise FileNotFoundError(
+            f"no diffusers UNet in {folder}: expected unet/config.json (the pipeline layout that "
+            "`invdiff train` and DDPMPipeline.save_pretrained write) or config.json with "
+            f"{WEIGHTS_FILE} at the top of the folder (a single model, as "
+            "UNet2DModel.save_pretrained writes it)"
+        )
+    refuse_pickled_weights(unet)
+    where = "" if single else "unet/"
+    if not (unet / WEIGHTS_FILE).is_file():
+        variants = sorted(p.name for p in unet.glob("diffusion_pytorch_model.*.safetensors"))
+        hint = (
+            f" (found {', '.join(variants)}: a variant or shard file; invdiff reads one "
+            f"{WEIGHTS_FILE}: copy a variant to that name)"
+            if variants
+            else ""
+        )
+        raise FileNotFoundError(
+            f"prior folder {folder} is incomplete: missing {where}{WEIGHTS_FILE}{hint}"
+        )
+    candidates = [folder / "scheduler", folder] if not single else [folder, folder / "scheduler"]
+    scheduler = next((c for c in candidates if (c / SCHEDULER_FILE).is_file()), None)
+    if scheduler is None:
+        target = folder if single else folder / "scheduler"
+        raise FileNotFoundError(
+            f"prior folder {folder} is incomplete: missing {'' if single else 'scheduler/'}"
+            f"{SCHEDULER_FILE}. The noise schedule the UNet was trained with is not in the "
+            "folder and invdiff does not guess it. Copy the scheduler_config.json that came with "
+            "the model, or write the one it was trained with, e.g. "
+            "diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear', "
+            f"prediction_type='epsilon').save_pretrained('{target}')"
+        )
+    class_name = read_json(unet / "config.json").get("_class_name", "UNet2DModel")
+    if class_name not in UNET_CLASSES:
+        raise PriorFolderError(
+            f"{unet / 'config.json'} describes a {class_name}; a pixel prior needs one of "
+            f"{', '.join(UNET_CLASSES)}"
+        )
+    return Layout(folder, unet, scheduler, class_name, single)
+
+
+def unet_class(name: str):  # noqa: ANN201 - a diffusers model class
+    import diffusers
+
+    if name not in UNET_CLASSES:
+        raise PriorFolderError(f"unsupported UNet class {name!r}; expected one of {UNET_CLASSES}")
+    return getattr(diffusers, name)
+
+
 def check_weights(model_cls, subfolder: Path) -> dict:  # noqa: ANN001 - a diffusers model class
     """Compare the safetensors file of ``subfolder`` with the model its config describes.
 
@@ -93,6 +197,7 @@ def check_weights(model_cls, subfolder: Path) -> dict:  # noqa: ANN001 - a diffu
     """
     from safetensors import safe_open
 
+    refuse_pickled_weights(subfolder)
     config = read_json(subfolder / "config.json")
     try:
         with torch.device("meta"):
@@ -137,14 +242,17 @@ def validate_prior_folder(folder: str | Path) -> dict:
     Raises ``FileNotFoundError`` for a missing folder or file and ``PriorFolderError`` for a
     configuration or weights file that does not fit the kind.
     """
-    from diffusers import AutoencoderKL, UNet2DModel
+    from diffusers import AutoencoderKL
 
     folder = require_folder(folder, [])
     meta = read_prior_json(folder)
     kind = meta.get("kind", "pixel")
-    require_folder(folder, REQUIRED_FILES[kind])
-    unet_cfg = check_weights(UNet2DModel, folder / "unet")
-    read_json(folder / "scheduler" / "scheduler_config.json")
+    if kind != "pixel":
+        refuse_pickled_weights(folder / "unet")
+        require_folder(folder, REQUIRED_FILES[kind])
+    layout = find_layout(folder)
+    unet_cfg = check_weights(unet_class(layout.unet_class), layout.unet)
+    read_json(layout.scheduler / SCHEDULER_FILE)
     cin, cout = int(unet_cfg.get("in_channels", 3)), int(unet_cfg.get("out_channels", 3))
     size = unet_cfg.get("sample_size")
     if kind == "pixel" and cin != cout:
@@ -163,6 +271,7 @@ def validate_prior_folder(folder: str | Path) -> dict:
             f"but unet/config.json has sample_size {size}"
         )
     if kind == "latent":
+        refuse_pickled_weights(folder / "vae")
         vae_cfg = check_weights(AutoencoderKL, folder / "vae")
         down = 2 ** (len(vae_cfg.get("block_out_channels", [0])) - 1)
         latent = (
@@ -179,19 +288,22 @@ def validate_prior_folder(folder: str | Path) -> dict:
 
 
 def load_unet_and_scheduler(folder: Path, *, device: str | torch.device = "cpu"):  # noqa: ANN201
-    """The diffusers UNet (fp32, on ``device``) and DDPM scheduler of a prior folder."""
-    from diffusers import DDPMScheduler, UNet2DModel
+    """The diffusers UNet (fp32, on ``device``) and DDPM scheduler of a prior folder, in either
+    layout (``find_layout``). Only safetensors are read (``use_safetensors=True``)."""
+    from diffusers import DDPMScheduler
 
-    require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
+    layout = find_layout(folder)
     unet = (
-        UNet2DModel.from_pretrained(
-            folder / "unet", local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
+        unet_class(layout.unet_class)
+        .from_pretrained(
+            layout.unet, local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
         )
         .float()
         .to(device)
     )
-    check_finite(unet, folder / "unet" / WEIGHTS_FILE)
-    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+    check_finite(unet, layout.unet / WEIGHTS_FILE)
+    # a DDIM / PNDM config describes the same training chain (betas, prediction type)
+    scheduler = DDPMScheduler.from_pretrained(layout.scheduler, local_files_only=True)
     return unet, scheduler
 
 
@@ -199,6 +311,7 @@ def load_vae(subfolder: Path, *, device: str | torch.device = "cpu"):  # noqa: A
     """The diffusers ``AutoencoderKL`` of a latent prior folder (fp32, on ``device``)."""
     from diffusers import AutoencoderKL
 
+    refuse_pickled_weights(subfolder)
     require_folder(subfolder, ["config.json", WEIGHTS_FILE])
     vae = (
         AutoencoderKL.from_pretrained(

@@ -54,9 +54,25 @@ class PixelPrior(Prior):
     ``prediction_type`` follows the scheduler: ``epsilon`` (``x0 = x - sigma * eps``),
     ``v_prediction`` (Salimans & Ho 2022: ``x0 = sqrt(abar) x_t - sqrt(1 - abar) v``) or
     ``sample``. ``class_labels`` (optional) select a class for a class-conditional UNet.
+
+    The UNet is a ``UNet2DModel`` or a ``UNet2DConditionModel``. The latter always takes
+    ``encoder_hidden_states`` (``1 x tokens x cross_attention_dim``); a prior is unconditional,
+    so it passes ``encoder_hidden_states`` given here or, by default, one token of zeros (the
+    null condition of a model trained with its conditioning dropped to zeros; pass the
+    embedding of an empty prompt for a model trained otherwise).
     """
 
-    def __init__(self, unet, scheduler, *, name: str = "", class_labels: Tensor | None = None):  # noqa: ANN001
+    def __init__(
+        self,
+        unet,  # noqa: ANN001 - a diffusers UNet2DModel or UNet2DConditionModel
+        scheduler,  # noqa: ANN001 - a diffusers DDPM-family scheduler
+        *,
+        name: str = "",
+        class_labels: Tensor | None = None,
+        encoder_hidden_states: Tensor | None = None,
+    ):
+        from diffusers import UNet2DConditionModel
+
         super().__init__()
         self.unet = unet.eval()
         self.scheduler = scheduler
@@ -67,7 +83,18 @@ class PixelPrior(Prior):
                 f"expected one of {PREDICTION_TYPES}"
             )
         cfg = unet.config
-        self.in_shape = (int(cfg.out_channels), int(cfg.sample_size), int(cfg.sample_size))
+        size = cfg.sample_size
+        h, w = (size, size) if isinstance(size, int) else size
+        self.in_shape = (int(cfg.out_channels), int(h), int(w))
+        self.encoder_hidden_states = None
+        if isinstance(unet, UNet2DConditionModel):
+            dim = cfg.cross_attention_dim
+            dim = int(dim if isinstance(dim, int) else dim[0])
+            self.encoder_hidden_states = (
+                encoder_hidden_states
+                if encoder_hidden_states is not None
+                else torch.zeros(1, 1, dim, device=unet.device)
+            )
         self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
         self._log_sigmas = self.sigmas.double().log()
         self.name = name
@@ -100,6 +127,9 @@ class PixelPrior(Prior):
             labels = torch.tensor(int(self.unet.config.num_class_embeds) - 1)
         if labels is not None:
             kwargs["class_labels"] = labels.to(x.device).expand(x.shape[0])
+        if self.encoder_hidden_states is not None:
+            hidden = self.encoder_hidden_states.to(x.device, self.unet.dtype)
+            kwargs["encoder_hidden_states"] = hidden.expand(x.shape[0], *hidden.shape[1:])
         out = self._unet_runner(inp.to(self.unet.dtype), t, output=_sample, **kwargs).to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - sigma * out
@@ -140,33 +170,23 @@ class PixelPrior(Prior):
         unet.save_pretrained(folder / "unet")
         write_text(folder / "prior.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
-        write_text(
-            folder / "model_index.json",
-            '{"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], '
-            '"scheduler": ["diffusers", "DDPMScheduler"]}\n',
-        )
+        index = {
+            "_class_name": "DDPMPipeline",
+            "unet": ["diffusers", type(self.unet).__name__],
+            "scheduler": ["diffusers", "DDPMScheduler"],
+        }
+        write_text(folder / "model_index.json", json.dumps(index) + "\n")
         return folder
 
     @classmethod
     def from_folder(
         cls, folder: str | Path, *, device: str | torch.device = "cpu", name: str = ""
     ) -> PixelPrior:
-        """Load a diffusers DDPM folder (``unet/`` + ``scheduler/``) from disk; no hub access."""
-        from diffusers import DDPMScheduler, UNet2DModel
+        """Load a diffusers checkpoint from disk, no hub access: the pipeline layout (``unet/`` +
+        ``scheduler/``) or a single model (config and weights at the top, ``scheduler_config.json``
+        beside them); see ``invdiff.priors.checks.find_layout``."""
+        from invdiff.priors.checks import load_unet_and_scheduler
 
-        from invdiff.priors.checks import WEIGHTS_FILE, check_finite, require_folder
-
-        folder = require_folder(folder, ["unet/config.json", "scheduler/scheduler_config.json"])
-        unet = (
-            UNet2DModel.from_pretrained(
-                folder / "unet",
-                local_files_only=True,
-                low_cpu_mem_usage=False,
-                use_safetensors=True,  # never a pickled .bin: loading it could run code
-            )
-            .float()
-            .to(device)
-        )
-        check_finite(unet, folder / "unet" / WEIGHTS_FILE)
-        scheduler = DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+        folder = Path(folder)
+        unet, scheduler = load_unet_and_scheduler(folder, device=device)
         return cls(unet, scheduler, name=name or folder.name)

@@ -7,13 +7,21 @@ hold config + safetensors, and ``README.md`` is its model card.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from invdiff.paths import zoo_dir
 from invdiff.priors.base import Prior
-from invdiff.priors.checks import require_folder, validate_prior_folder
+from invdiff.priors.checks import (
+    SCHEDULER_FILE,
+    find_layout,
+    read_json,
+    read_prior_json,
+    require_folder,
+    validate_prior_folder,
+)
 from invdiff.priors.pixel import PixelPrior
 
 ZOO_DIR = zoo_dir()
@@ -26,8 +34,8 @@ def names() -> list[str]:
     return sorted(p.name for p in ZOO_DIR.iterdir() if (p / "prior.json").is_file())
 
 
-def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
-    """Load a shipped prior by name, or a prior folder from disk (never from a hub)."""
+def resolve(name_or_folder: str | Path) -> Path:
+    """The folder of a shipped prior name, or ``name_or_folder`` itself if it is a folder."""
     if not isinstance(name_or_folder, str | Path):
         raise TypeError(
             "name_or_folder must be a shipped prior name "
@@ -35,16 +43,61 @@ def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> P
         )
     key = str(name_or_folder)
     if key in names():
-        folder = ZOO_DIR / key
-    else:
-        folder = Path(name_or_folder)
-        if not folder.exists():
-            shipped = ", ".join(names()) or "(none shipped in this install)"
-            raise FileNotFoundError(
-                f"no shipped prior named {key!r} and no folder at that path. "
-                f"Shipped priors: {shipped}"
-            )
-    folder = require_folder(folder, [])
+        return ZOO_DIR / key
+    folder = Path(name_or_folder)
+    if not folder.exists():
+        shipped = ", ".join(names()) or "(none shipped in this install)"
+        raise FileNotFoundError(
+            f"no shipped prior named {key!r} and no folder at that path. Shipped priors: {shipped}"
+        )
+    return require_folder(folder, [])
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    """What a prior folder holds, read from its JSON files alone (no weights, no network)."""
+
+    folder: Path
+    kind: str  # pixel, sr3 or latent
+    prior_type: type[Prior]  # the class ``load`` returns
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images it models (decoded, if latent)
+    noise_levels: int  # size of its noise grid (num_train_timesteps)
+    factor: int | None = None  # SR3: the super-resolution factor it was trained for
+
+    def __str__(self) -> str:
+        c, h, w = self.image_shape
+        what = {"pixel": "pixel", "sr3": f"SR3 x{self.factor}", "latent": "latent"}[self.kind]
+        colour = "grey" if c == 1 else "RGB" if c == 3 else f"{c}-channel"
+        return f"{what} prior for {h}x{w} {colour} images"
+
+
+def describe(name_or_folder: str | Path) -> PriorInfo:
+    """Kind, class and image shape of a shipped prior or folder, without loading weights: what
+    a command needs to check a pairing before the expensive part."""
+    from invdiff.priors.latent import LatentDiffusionPrior
+    from invdiff.priors.sr3 import SR3Prior
+
+    folder = resolve(name_or_folder)
+    meta = read_prior_json(folder)
+    kind = meta.get("kind", "pixel")
+    layout = find_layout(folder)
+    unet = read_json(layout.unet / "config.json")
+    size = unet.get("sample_size", 0)
+    h, w = (size, size) if isinstance(size, int) else size
+    shape = (int(unet.get("out_channels", 3)), int(h), int(w))
+    if kind == "latent":
+        vae = read_json(require_folder(folder, ["vae/config.json"]) / "vae" / "config.json")
+        side = int(vae.get("sample_size", 0))
+        shape = (int(vae.get("in_channels", 3)), side, side)
+    levels = int(read_json(layout.scheduler / SCHEDULER_FILE).get("num_train_timesteps", 1000))
+    prior_type = {"pixel": PixelPrior, "sr3": SR3Prior, "latent": LatentDiffusionPrior}[kind]
+    factor = int(meta["factor"]) if kind == "sr3" and "factor" in meta else None
+    return PriorInfo(folder, kind, prior_type, shape, levels, factor)
+
+
+def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
+    """Load a shipped prior by name, or a prior folder from disk (never from a hub)."""
+    folder = resolve(name_or_folder)
     kind = validate_prior_folder(folder).get("kind", "pixel")
     if kind == "pixel":
         return PixelPrior.from_folder(folder, device=device, name=folder.name)

@@ -18,7 +18,8 @@ from invdiff.noise import Noise
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
+from invdiff.solvers.base import Callback, Progress, Solver, SolverMismatchError, Step
+from invdiff.solvers.costs import Budget
 
 # One file per solver; each registers itself on import.
 _SOLVER_MODULES: tuple[str, ...] = (
@@ -62,13 +63,16 @@ def solve(
     steps: int,
     generator: torch.Generator | int,
     callback: Callback | None = None,
+    progress: bool = False,
     **hyper: Any,
 ) -> Tensor:
     """Draw one posterior sample per measurement in ``y`` with the solver ``name``.
 
     ``generator`` is a ``torch.Generator`` (or an int seed turned into one on the prior's
     device). The pairing of solver, prior, operator and noise, the shape and values of ``y``
-    and ``steps`` are checked before any work is done. Returns ``N x C x H x W`` in [-1, 1].
+    and ``steps`` are checked before any work is done. ``progress=True`` shows a bar on stderr
+    with the network evaluations done out of the run's budget (``budget(name, steps, ...)``),
+    the step and the current noise level sigma. Returns ``N x C x H x W`` in [-1, 1].
     """
     solver = get(name)
     if not isinstance(operator, Operator):
@@ -115,10 +119,45 @@ def solve(
             "(invdiff never uses global randomness), "
             f"got {type(generator).__name__}"
         )
-    with operator.trusted():
-        return solver(
-            prior, operator, y, noise, steps=steps, generator=generator, callback=callback, **hyper
-        )
+    if not progress:
+        with operator.trusted():
+            return solver(
+                prior,
+                operator,
+                y,
+                noise,
+                steps=steps,
+                generator=generator,
+                callback=callback,
+                **hyper,
+            )
+    bar = Progress(name, solver.budget(steps, prior=prior, **hyper), steps)
+
+    def report(step: Step) -> None:
+        bar.callback(step)
+        if callback is not None:
+            callback(step)
+
+    try:
+        with operator.trusted(), prior.observe(bar.network):
+            return solver(
+                prior,
+                operator,
+                y,
+                noise,
+                steps=steps,
+                generator=generator,
+                callback=report,
+                **hyper,
+            )
+    finally:
+        bar.close()
+
+
+def budget(name: str, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
+    """What solver ``name`` costs for ``steps`` steps in network evaluations (and, for DAPS,
+    Langevin steps), computed without running the network; ``prior`` makes it exact."""
+    return get(name).budget(steps, prior=prior, **hyper)
 
 
 def measurement_limit(operator: Operator, noise: Noise) -> float:
@@ -151,10 +190,13 @@ def check_measurement_range(y: Tensor, operator: Operator, noise: Noise) -> None
 
 
 __all__ = [
+    "Budget",
     "Callback",
+    "Progress",
     "Solver",
     "SolverMismatchError",
     "Step",
+    "budget",
     "check_measurement_range",
     "get",
     "measurement_limit",

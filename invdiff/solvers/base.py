@@ -12,13 +12,16 @@ A solver is a registered class with one ``__call__``::
 
 ``Solver.check`` compares the declared needs with what it was given (``isinstance``, never
 ``hasattr``) and raises a ``SolverMismatchError`` naming both before any work is done.
+``Solver.budget`` says what a run costs in network evaluations (``invdiff.solvers.costs``), and
+``Progress`` shows a run's network evaluations and noise level on stderr for every solver.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import torch
 from torch import Tensor
@@ -26,6 +29,9 @@ from torch import Tensor
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
+
+if TYPE_CHECKING:
+    from invdiff.solvers.costs import Budget
 
 
 class SolverMismatchError(TypeError):
@@ -66,12 +72,15 @@ class Solver:
     #: True when the solver differentiates through the prior network (DPS-like)
     differentiates_prior: ClassVar[bool] = False
 
-    def check(self, prior: Prior, operator: Operator, noise: Noise) -> None:
+    def check(self, prior: Prior | type[Prior], operator: Operator, noise: Noise) -> None:
+        """Raise a ``SolverMismatchError`` if this solver cannot use ``prior``, ``operator`` or
+        ``noise``. ``prior`` may be a class, so that the command line checks a pairing before
+        it loads any weights (``invdiff.priors.describe`` gives the class of a folder)."""
         name = self.registry_name or type(self).__name__
-        if not isinstance(prior, self.requires_prior):
+        prior_type = prior if isinstance(prior, type) else type(prior)
+        if not issubclass(prior_type, self.requires_prior):
             raise SolverMismatchError(
-                f"solver {name!r} needs a {self.requires_prior.__name__}, "
-                f"got {type(prior).__name__}"
+                f"solver {name!r} needs a {self.requires_prior.__name__}, got {prior_type.__name__}"
             )
         if not isinstance(operator, self.requires_operator):
             raise SolverMismatchError(
@@ -95,6 +104,17 @@ class Solver:
             )
         return {**self.defaults, **hyper}
 
+    def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
+        """What ``steps`` steps cost in network evaluations, without running the network."""
+        from invdiff.solvers.costs import solver_budget
+
+        return solver_budget(self, steps, hyper, prior)
+
+    def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int | None:
+        """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``; None when
+        the solver has no formula in ``invdiff.solvers.costs``)."""
+        return self.budget(steps, prior=prior, **hyper).nfe
+
     def __call__(
         self,
         prior: Prior,
@@ -110,23 +130,74 @@ class Solver:
         raise NotImplementedError
 
 
-def _check_prior_fits(name: str, requires: type[Prior], prior: Prior, operator: Operator) -> None:
+class Progress:
+    """A tqdm bar on ``stream`` (stderr) for one solver run: network evaluations done / budget,
+    the solver's step and its current noise level.
+
+    Solvers without a network (pinv, tikhonov, tv) count their steps instead. It is fed by two
+    hooks that every solver goes through: ``Prior.observe`` (each network evaluation) and the
+    step callback (step index and sigma), so no solver needs code of its own for it.
+    """
+
+    def __init__(
+        self, name: str, budget: Budget, steps: int, *, stream: TextIO | None = None
+    ) -> None:
+        from tqdm import tqdm
+
+        # a solver without a formula (nfe None) still counts its evaluations, without a total
+        self.counts_network = budget.nfe != 0
+        self.bar = tqdm(
+            total=budget.nfe if self.counts_network else steps,
+            desc=name,
+            unit="NFE" if self.counts_network else "step",
+            file=stream if stream is not None else sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
+        self.step = ""
+
+    def network(self, sigma: float | Tensor) -> None:
+        if self.counts_network:
+            self.bar.update(1)
+
+    def callback(self, step: Step) -> None:
+        if not self.counts_network:
+            # an exact pseudo-inverse takes one step whatever ``steps`` says
+            self.bar.total = step.total
+            self.bar.update(1)
+        postfix = {"step": f"{step.index + 1}/{step.total}"}
+        if step.sigma is not None:
+            postfix["sigma"] = f"{step.sigma:.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check_prior_fits(
+    name: str, requires: type[Prior], prior: Prior | type[Prior], operator: Operator
+) -> None:
     """The prior's kind and image shape against the solver and the operator, before any work.
 
     A solver written for pixel priors cannot use a latent prior (its ``x0`` lives in latent
     space) or a conditional one (it passes no condition); the images the prior models must
-    have the shape the operator takes.
+    have the shape the operator takes. For a prior class (no weights loaded yet) only the kind
+    is compared; the command line compares the shape from the prior's JSON files
+    (``invdiff.priors.describe``).
     """
     from invdiff.priors.base import ConditionalPrior, LatentPrior
 
+    prior_type = prior if isinstance(prior, type) else type(prior)
     for special in (LatentPrior, ConditionalPrior):
-        if isinstance(prior, special) and not issubclass(requires, special):
+        if issubclass(prior_type, special) and not issubclass(requires, special):
             raise SolverMismatchError(
-                f"solver {name!r} works on pixel-space priors; {type(prior).__name__} is a "
+                f"solver {name!r} works on pixel-space priors; {prior_type.__name__} is a "
                 f"{special.__name__}: use a solver made for it ("
                 + ("latent_dps, psld, latent_daps" if special is LatentPrior else "sr3")
                 + ") or a pixel prior"
             )
+    if isinstance(prior, type):
+        return
     shape = getattr(prior, "image_shape", None) if isinstance(prior, LatentPrior) else None
     shape = shape or getattr(prior, "in_shape", None)
     if shape is not None and tuple(shape) != tuple(operator.in_shape):

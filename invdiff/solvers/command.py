@@ -11,10 +11,17 @@ and the default prior for the solver's kind (pixel, sr3 or latent); ``--prior`` 
 with a shipped prior name or a folder written by ``invdiff train``. The clean image is test
 image ``--index`` of the preset's data set, or ``--image FILE`` (centre-cropped and resized to
 the problem's size). Files written to ``--out`` (each atomically): ``truth.png``,
-``measurement.png`` (the measurement shown as an image: upsampled when smaller, ``A^+ y`` when it
-is not image-shaped), ``reconstruction.png`` (``reconstruction_K.png`` for several samples),
+``measurement.png`` (shown as ``invdiff.display`` shows any measurement, as bench and demo do:
+upsampled when smaller, Fourier magnitudes on a log scale, ``A^+ y`` when not image-shaped),
+``reconstruction.png`` (``reconstruction_K.png`` for several samples),
 ``tensors.pt`` (x, y, reconstructions), ``figure.png`` (measurement / reconstructions / truth)
 and ``summary.json`` (settings, PSNR per sample, wall time, network evaluations).
+
+A ``--prior`` folder may also be any diffusers checkpoint that ``invdiff.priors.load`` reads.
+Before any weights or images are read, the pairing is checked: solver vs operator and noise,
+solver vs prior kind, the prior's image size and channels (and SR3 factor) vs the problem's.
+stderr then names the prior, says what ``--steps`` costs in network evaluations and shows a
+progress bar (NFE done / budget, step, sigma; ``--no-progress`` hides it).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def _note(message: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     parser.add_argument(
         "--problem", required=True, help="problem preset name (see `invdiff list problems`)"
     )
@@ -71,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
     )
     add_network_arguments(parser, checkpointing=True)
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (by default stderr shows network evaluations done / budget, "
+        "the step and sigma)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -133,23 +147,26 @@ def _prior_kind(solver: Any) -> str:
     return "pixel"
 
 
-def measurement_image(
-    operator: Any, y: Tensor, in_shape: tuple[int, int, int]
-) -> tuple[Tensor, str]:
-    """How to show ``y`` as an image of the problem's size, and a caption."""
-    from invdiff.operators.base import LinearOperator
-
-    c, h, w = in_shape
-    if y.ndim == 4 and y.shape[1] in (1, 3):
-        if tuple(y.shape[-2:]) == (h, w):
-            return y, "measurement y"
-        if y.shape[-2] <= h and y.shape[-1] <= w:
-            return torch.nn.functional.interpolate(
-                y, size=(h, w), mode="nearest"
-            ), "measurement y (upsampled)"
-    if isinstance(operator, LinearOperator):
-        return operator.pinv(y), "A^+ y"
-    return torch.zeros(y.shape[0], c, h, w, device=y.device), "(measurement not image-shaped)"
+def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) -> None:
+    """The prior models the problem's images (and, for SR3, the operator's factor); read from
+    the prior's JSON files, so a mismatch is reported before any weights are loaded."""
+    c, h, w = problem.in_shape
+    if tuple(info.image_shape) != (c, h, w):
+        raise ValueError(
+            f"prior {prior_name} is a {info}: images of shape {tuple(info.image_shape)} "
+            f"(C, H, W), but problem {problem.name!r} has {c}x{h}x{w} images {(c, h, w)}; "
+            "pass --prior with a prior for that size and channel count (invdiff list priors, "
+            "or invdiff train ... --data DIR), or a problem for images of the prior's shape"
+        )
+    if info.kind == "sr3" and info.factor:
+        low = (c, h // info.factor, w // info.factor)
+        if tuple(operator.out_shape()) != low:
+            raise ValueError(
+                f"prior {prior_name} was trained for x{info.factor} super-resolution "
+                f"(measurements {'x'.join(map(str, low))}), but problem {problem.name!r} "
+                f"measures {'x'.join(map(str, operator.out_shape()))}; pass the SR3 prior of the "
+                "problem's factor with --prior"
+            )
 
 
 def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:
@@ -181,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import invdiff
     from invdiff.device import resolve_device
+    from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
     from invdiff.io import check_writable
 
@@ -214,18 +232,30 @@ def _run(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     check_writable(args.out)
-    prior = invdiff.priors.load(prior_name, device=device)
-    prior.configure(**dataclasses.asdict(network_options_from_args(args)))
+    # every pairing check that needs no network runs here, before weights or images are read:
+    # solver vs operator, noise and prior kind (Solver.check takes the prior's class), and the
+    # prior's image shape (and SR3 factor) vs the problem, from the prior's JSON files
+    info = invdiff.priors.describe(prior_name)
     operator = problem.operator(device)
     noise = problem.noise
-    # a mismatch of kind or image shape is reported before any image is loaded
-    solver.check(prior, operator, noise)
-
+    solver.check(info.prior_type, operator, noise)
+    check_prior_fits(info, str(prior_name), problem, operator)
     if not own_images and problem.dataset not in data_kwargs_known:
         raise ValueError(
             f"problem {problem.name!r} uses your own images (data set {problem.dataset!r}): "
             "pass --image FILE"
         )
+
+    prior = invdiff.priors.load(prior_name, device=device)
+    prior.configure(**dataclasses.asdict(network_options_from_args(args)))
+    budget = solver.budget(args.steps, prior=prior, **hyper)
+    print(
+        f"invdiff solve: {args.solver} on {problem.name} with prior {prior_name} ({info}); "
+        f"{args.steps} step{'s' if args.steps != 1 else ''} = {budget.describe()}"
+        + (f", each on a batch of {args.samples} samples" if args.samples > 1 else ""),
+        file=sys.stderr,
+    )
+
     if own_images:
         x = load_image(args.image, size=problem.image_size, channels=problem.channels, report=_note)
         source = str(args.image)
@@ -250,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         noise=noise,
         steps=args.steps,
         generator=generator,
+        progress=not args.no_progress,
         **hyper,
     )
     wall = time.perf_counter() - start
@@ -259,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
     out: Path = args.out
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
-    shown, caption = measurement_image(operator, y.detach(), problem.in_shape)
+    shown, caption = measurement_image(y, operator, problem.in_shape)
     save_image(x.cpu(), out / "truth.png")
     save_image(shown.clamp(-1, 1).cpu(), out / "measurement.png")
     names = (

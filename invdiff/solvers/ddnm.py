@@ -19,6 +19,18 @@ noise ``A^+ n`` carried into ``xhat_0|t`` plus the fresh noise add up to the lev
 (``lambda_i = 1``, ``gamma_i = sigma_t^2`` where ``s_i = 0`` or ``sigma_y = 0``), where ``a_t``
 is the weight of ``x0`` in the posterior mean and ``sigma_t`` the posterior standard deviation.
 
+Eq. 18-19 treat the noise ``A^+ n`` in ``xhat_0|t`` as fresh at every step, but it is the same
+realisation each time: it is carried forward in ``x_t`` and added again, so the samples
+over-fit ``y`` more with every step (on the test bed, a noisy blur went from 0.81 to 1.81 times
+the prior's distance to the exact posterior between 20 and 200 steps). Here each spectral
+coordinate tracks ``kappa_i``, the coefficient of that realisation already in the iterate; the
+step's noise budget is
+``kappa_{t-1}^2 l_i^2 + q^2 (s_t^2 - kappa_t^2 l_i^2) + gamma_i^2 = s_{t-1}^2`` (``l_i = sigma_y /
+s_i``, ``q`` the weight kept on ``x_t``, ``kappa_{t-1} = (1 - q) lambda_i + q kappa_t``), and
+``lambda_i`` is the largest value in [0, 1] that fits it. With ``kappa_t = 0`` this is Eq. 19
+exactly; the last step returns a sample of ``p(x0 | x_min)`` on the noisily measured coordinates
+(``invdiff.solvers.tweedie.last_step_spread``).
+
 This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on the prior's grid, where the
 step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
 ``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,
@@ -47,6 +59,7 @@ from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.ddrm import spectral_measurement
 from invdiff.solvers.repaint import jump_schedule
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 @SOLVERS.register("ddnm")
@@ -92,6 +105,10 @@ class DDNM(Solver):
         ybar, s, observed = spectral_measurement(operator, y, rcond=rcond)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
+        level_y_safe = torch.where(level_y > 0, level_y, torch.ones_like(s))
+        level_y_last = torch.where(observed, level_y, torch.full_like(s, math.inf))
+        # the coefficient of ybar's noise realisation in the iterate, per coordinate
+        kappa = torch.zeros_like(s)
 
         z = torch.empty((n, dim), device=generator.device)
         x = math.sqrt(1 + levels[-1] ** 2) * operator.V(z.normal_(generator=generator).to(device))
@@ -108,14 +125,17 @@ class DDNM(Solver):
                     x0 = prior.x0(x, sa)
                 std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
                 c = math.sqrt(max(sb**2 - std**2, 0.0))
-                a = 1 - c / sa
-                # Eq. 19: lambda = 1 while the step's own noise covers the noise in ybar
-                carried = a * level_y
-                lam = torch.where(
-                    std >= carried, torch.ones_like(s), std / carried.clamp_min(1e-30)
-                )
+                q = c / sa
+                # Eq. 18-19 with the noise of ybar counted once: x_a already carries
+                # kappa * (that noise), the same realisation, so the largest lambda keeps the
+                # coherent part plus the fresh part at the level of x_b
+                budget = (std**2 / level_y_safe**2 + (q * kappa) ** 2).sqrt()
+                lam = ((budget - q * kappa) / (1 - q)).clamp(0, 1)
+                lam = torch.where(level_y > 0, lam, torch.ones_like(s))
                 lam = torch.where(observed, lam, torch.zeros_like(s))
-                gamma = (std**2 - (lam * carried) ** 2).clamp_min(0)  # Eq. 18
+                kappa_next = (1 - q) * lam + q * kappa
+                gamma = (std**2 + ((q * kappa) ** 2 - kappa_next**2) * level_y**2).clamp_min(0)
+                kappa = kappa_next
                 x0bar = operator.Vt(x0)
                 xhat0 = operator.V(x0bar - lam * (x0bar - ybar))  # Eq. 13 / 17
                 x = (
@@ -123,6 +143,9 @@ class DDNM(Solver):
                     + (c / sa) * (x - xhat0)
                     + operator.V(gamma.sqrt() * z.normal_(generator=generator).to(device))
                 )
+                if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                    spread = measured_spread(last_step_spread(sa, prior.sigma_data), level_y_last)
+                    x = x + operator.V(spread * z.normal_(generator=generator).to(device))
                 x0 = xhat0
             if callback is not None:
                 callback(Step(i, total, x, x0, sb))

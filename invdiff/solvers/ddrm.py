@@ -21,7 +21,9 @@ Eq. 8 (step ``t+1 -> t``), with ``eps ~ N(0, 1)``:
 Paper hyperparameters: ``eta = 0.85``, ``eta_b = 1``, 20 steps (Sec. 5). The last step goes to
 ``sigma_0 = 0`` and returns the spectral mean: the denoised estimate on the unobserved and
 noisy coordinates, ``ybar`` on the noiseless observed ones. Singular values below
-``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8).
+``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8). The last step
+adds the spread of ``p(x0 | x_min)`` that the mean drops, combined with each coordinate's
+measurement noise (``invdiff.solvers.tweedie``): noiseless coordinates stay on ``ybar``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 def spectral_measurement(
@@ -93,6 +96,7 @@ class DDRM(Solver):
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.full_like(s, math.inf))
         level_y_safe = torch.where(observed & (level_y > 0), level_y, torch.ones_like(s))
+        level_y_last = level_y  # inf where unobserved
         eps = torch.empty((n, dim), device=generator.device)
 
         # Eq. 7. It assumes sigma_T > sigma_y / s_i; a coordinate measured more noisily than
@@ -121,6 +125,9 @@ class DDRM(Solver):
                 ~observed, unobserved_step, torch.where(sb < level_y, noisy_step, hard_step)
             )
             x = operator.V(xbar)
+            if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                spread = measured_spread(last_step_spread(sa, prior.sigma_data), level_y_last)
+                x = x + operator.V(spread * eps.normal_(generator=generator).to(device))
             if callback is not None:
                 callback(Step(i, steps, x, x0, sb))
         return x

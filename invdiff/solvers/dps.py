@@ -12,14 +12,32 @@ Tweedie estimate ``x0_hat(x_t)`` (Eq. 16), differentiating through the network:
 with the norm taken **per sample** (the reference code divides by the norm over the whole
 batch, which couples the samples). Written with the half squared norm, this update equals
 ``zeta * grad ||y - A(x0_hat)||``, the step the released code takes with ``scale = zeta``, so
-the paper's step sizes (zeta = 1 for most tasks) carry over.
+the paper's step sizes (zeta = 1 for most tasks) carry over. That step length does not depend
+on ``sigma_y``: the paper's algorithm gives the same samples for any noise level. It is kept as
+``likelihood="paper"`` for reproductions.
+
+The default, ``likelihood="gaussian"``, follows the paper's own likelihood (Eq. 11-16,
+``p(y | x_t) ~= N(y; A(x0_hat), v_t I)``) with the variance that makes it consistent at every
+noise level: ``v_t = sigma_y^2 + ||A||^2 Var(x0 | x_t)``, the measurement noise plus the
+denoiser's own uncertainty carried through ``A`` (the annealed likelihood of Jalal et al. 2021;
+``Var(x0 | x_t) = s^2 sigma_data^2 / (s^2 + sigma_data^2)``, PiGDM's ``r_t^2``). Tweedie's
+formula turns its score into a posterior mean, ``E[x0 | x_t, y] = x0_hat + s_t^2 grad log
+p(y | x_t)``, and the DDPM step taken from that mean moves the iterate by
+``(1 - (s_{t-1}/s_t)^2) s_t^2 grad log p(y | x_t)``: a weight that shrinks with the step, so
+more steps refine the sample instead of adding guidance (``invdiff.solvers.tweedie``, where the
+shift is also capped where a trained network's Jacobian stops being a covariance). ``||A||^2``
+is exact for an ``SVDOperator``, a power iteration for another linear operator and 1 for a
+nonlinear one. The scalar ``v_t`` weighs all directions of ``A`` alike: on operators whose
+singular values spread widely (blur, dense compressed sensing) it under-uses the weakly
+measured directions, which PiGDM's spectral form resolves.
 
 Poisson noise (Alg. 2, Eq. 19-20): the shot-noise likelihood is replaced by a Gaussian with
 the per-pixel variance estimated from ``y`` itself, i.e. a weighted least squares
 ``||y - A(x0_hat)||^2_Lambda`` with ``Lambda_jj = Var(y_j) ~= 2 (y_j + 1) / rate`` in the
 [-1, 1] range (``invdiff.noise.Poisson``; floored at one photon). The weights
 ``Lambda^{-1/2}`` are normalised to unit mean square per sample, so only the relative weighting
-of the pixels changes and the step length stays set by ``zeta`` as in the Gaussian case.
+of the pixels changes and the step length stays set by ``zeta`` as in the Gaussian case
+(``likelihood="paper"``; the default form puts ``Var(y_j)`` in ``v_t`` as it is).
 
 Sigma-space: the prior works with ``x_sigma = x0 + sigma * eps``; the VP iterate of the paper
 is ``x_t = sqrt(abar_t) x_sigma = x_sigma / sqrt(1 + sigma_t^2)``. This module keeps the

@@ -15,6 +15,10 @@ As in the released code (which produced the paper's tables), both terms are aver
 coordinates, the data term weighted by ``obs_weight`` (``1 / sigma_v^2`` up to that
 normalisation), and ``mu`` starts at ``A^+ y`` for a linear operator (zero otherwise). Adam
 (Kingma & Ba 2015) runs element-wise, so every sample is optimised independently.
+The released weighting does not depend on ``sigma_v``; here the data weight keeps Eq. 9's
+``1 / sigma_v^2`` relative to ``sigma_ref = 0.05``, the noise level at which ``obs_weight = 1``
+reproduces the released code (so nothing changes at sigma_y = 0.05; sigma_y = 0.01 weighs the
+data 25x more, 0.1 4x less; ``sigma_v`` is floored at the prior's smallest level).
 ``defaults`` are the paper's: ``lam = 0.25``, Adam ``lr = 0.25``, ``betas = (0.9, 0.99)``.
 The result is a point estimate (mode seeking), not a posterior sample.
 """
@@ -47,6 +51,7 @@ class REDDiff(Solver):
         "lam": 0.25,
         "lr": 0.25,
         "obs_weight": 1.0,
+        "sigma_ref": 0.05,
         "beta1": 0.9,
         "beta2": 0.99,
         "adam_eps": 1e-8,
@@ -67,7 +72,7 @@ class REDDiff(Solver):
     ) -> Tensor:
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        for key in ("lr", "adam_eps"):
+        for key in ("lr", "adam_eps", "sigma_ref"):
             if not float(hp[key]) > 0:
                 raise ValueError(f"{key} must be > 0, got {hp[key]!r}")
         for key in ("lam", "obs_weight"):
@@ -81,7 +86,11 @@ class REDDiff(Solver):
         lam, lr, eps_adam = float(hp["lam"]), float(hp["lr"]), float(hp["adam_eps"])
         n = y.shape[0]
         dim = math.prod(prior.in_shape)
-        obs_scale = float(hp["obs_weight"]) / math.prod(y.shape[1:])  # d/dmu of w/2 mean(e^2)
+        # the likelihood's 1 / sigma_v^2 (Eq. 9), relative to the noise level sigma_ref at
+        # which obs_weight is set (the released code's weight, tuned at sigma_y = 0.05)
+        sigma_v = max(gaussian_sigma(noise), prior.sigma_min)
+        noise_weight = (float(hp["sigma_ref"]) / sigma_v) ** 2
+        obs_scale = float(hp["obs_weight"]) * noise_weight / math.prod(y.shape[1:])
         linear = isinstance(operator, LinearOperator)
         with torch.no_grad():
             if isinstance(operator, SVDOperator):

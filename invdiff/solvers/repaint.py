@@ -23,7 +23,10 @@ already carry noise of standard deviation ``sigma_y``. The known half at level `
 pixels; it replaces the unknown half only while ``s >= sigma_y``. Below ``sigma_y`` the prior
 alone finishes the chain, so the final observed pixels are a prior-denoised version of ``y``
 instead of a copy of its noise. For ``sigma_y = 0`` this is the paper's algorithm and the
-observed pixels equal ``y`` exactly. ``clip_x0`` clamps the denoiser output to [-1, 1] inside
+observed pixels equal ``y`` exactly. The last step returns a sample of ``p(x0 | x_min)``, not
+its mean (``invdiff.solvers.tweedie.last_step_spread``): with ``sigma_y`` at the prior's
+smallest level the observed pixels otherwise come out 20x tighter than the posterior's.
+``clip_x0`` clamps the denoiser output to [-1, 1] inside
 the chain as the reference implementation does (guided-diffusion's ``clip_denoised``).
 """
 
@@ -41,6 +44,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
+from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
 def jump_schedule(levels: int, jump_length: int, jump_n_sample: int) -> list[int]:
@@ -109,6 +113,10 @@ class RePaint(Solver):
         shape = (n, *prior.in_shape)
         mask = operator.mask.to(device=device, dtype=y.dtype)
         known = y * mask  # y is the masked image at full size
+        # the noise level of each pixel's measurement (inf where missing)
+        level = torch.where(
+            mask > 0, torch.full_like(mask, sigma_y), torch.full_like(mask, math.inf)
+        )
 
         z = torch.empty(shape, device=generator.device)
         x = math.sqrt(1 + levels[-1] ** 2) * z.normal_(generator=generator).to(device)
@@ -127,6 +135,9 @@ class RePaint(Solver):
                 x = x0 + ratio * (x - x0)
                 if sb > 0:
                     x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
+                else:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                    spread = measured_spread(last_step_spread(sa, prior.sigma_data), level)
+                    x = x + spread * z.normal_(generator=generator).to(device)
                 if sb >= sigma_y:
                     extra = math.sqrt(max(sb**2 - sigma_y**2, 0.0))
                     x_known = known + extra * z.normal_(generator=generator).to(device)

@@ -20,6 +20,9 @@ Gaussian-mixture test bed) the cap does not bind at the default ``bound``.
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 #: how many times the data variance the covariance ``s^2 J`` may reach along ``u``
@@ -36,3 +39,26 @@ def posterior_mean_shift(
     limit = (bound * sigma_data**2) * u.flatten(1).norm(dim=1)
     factor = (limit / norm.clamp_min(1e-30)).clamp(max=1.0)
     return shift * factor.view(-1, *([1] * (shift.ndim - 1)))
+
+
+def last_step_spread(sigma: float, sigma_data: float) -> float:
+    """Standard deviation of ``x0`` given the last iterate ``x_sigma`` (``sigma`` the smallest
+    level a chain visits), for data of standard deviation ``sigma_data``.
+
+    A DDPM/DDIM chain returns ``E[x0 | x_sigma]`` at its last step and so drops ``Var(x0 |
+    x_sigma) ~= sigma^2``: negligible beside the posterior's spread, except on coordinates the
+    measurement pins down to about ``sigma_y``. With ``sigma_y`` near the prior's smallest
+    level (0.01 on a 1000-step DDPM grid) the observed pixels would come out ``sigma_y``
+    too tight; adding this spread makes the last step a sample of ``p(x0 | x_sigma)``.
+    """
+    return math.sqrt(sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2))
+
+
+def measured_spread(spread: float, level: Tensor) -> Tensor:
+    """The last-step spread on coordinates measured with noise ``level`` (``inf`` where
+    unmeasured): ``(1 / spread^2 + 1 / level^2)^{-1/2}``, the spread of the product of the two
+    Gaussians. A noiselessly measured coordinate (``level = 0``) stays exactly on ``y``."""
+    finite = torch.isfinite(level)
+    level = torch.where(finite, level, torch.ones_like(level))
+    combined = spread * level / (spread**2 + level**2).sqrt().clamp_min(1e-30)
+    return torch.where(finite, combined, torch.full_like(level, spread))

@@ -1,16 +1,22 @@
 """Train a diffusion prior on the package's data: ``invdiff train KIND [options]``.
 
-Kinds: ``pixel`` (unconditional DDPM, or class-conditional with --class-conditional),
-``sr3`` (super-resolution x2/x4, --factor), ``autoencoder`` (AutoencoderKL, f=4) and
-``latent`` (DDPM on the latents of a trained autoencoder, --autoencoder RUN_DIR).
+Kinds: ``pixel`` (unconditional DDPM; with --class-conditional the UNet also takes the class
+label, see that option), ``sr3`` (super-resolution x2, x4 or x8, --factor), ``autoencoder``
+(AutoencoderKL, f=4 with the default three levels) and ``latent`` (DDPM on the latents of a
+trained autoencoder, --autoencoder RUN_DIR).
+Data: Fashion-MNIST's train split (grey, 32x32) by default, or your own images with
+--data DIR: every image file under DIR, centre-cropped and resized to --image-size, converted to
+--image-channels (3 by default), split deterministically into train and validation parts
+(--val-fraction); the run trains on the train part.
 ``--config small`` is sized for a CPU, ``--config full`` for a GPU; any flag overrides the
-preset. The run folder (--out) collects config.json, loss.csv, samples/*.png,
-checkpoint.safetensors and the exported EMA model (prior/ or autoencoder/), which
-`invdiff.priors.load` reads.
+preset. The run folder (--out) collects config.json, loss.csv, samples/*.png (labelled grids),
+checkpoint.safetensors and the exported EMA model (prior/ or autoencoder/, with README.md, its
+model card stating data, size, channels and split), which `invdiff.priors.load` reads.
 
 Examples:
   invdiff train pixel --config small --steps 3000 --out runs/pixel
   invdiff train pixel --out runs/pixel --steps 4000 --resume      # continue (or extend) a run
+  invdiff train pixel --data ~/photos --image-size 64 --out runs/my-prior   # your images
   invdiff train sr3 --factor 4 --out runs/sr3-x4
   invdiff train autoencoder --out runs/ae && invdiff train latent --autoencoder runs/ae
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from invdiff.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from invdiff.training.config import KINDS, PRESETS
@@ -118,11 +125,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--class-conditional",
         action="store_true",
         default=None,
-        help="pixel: condition on the class label (label dropout for classifier-free guidance)",
+        help="pixel: the UNet also takes the class label (a null class replaces it with "
+        "probability --label-dropout). Sample grids and every solver use the null class, i.e. "
+        "the unconditional model (Python: PixelPrior(class_labels=...) fixes a class); there is "
+        "no classifier-free guidance",
     )
     parser.add_argument("--label-dropout", type=non_negative_float)
     parser.add_argument(
-        "--factor", type=int, choices=(2, 4, 8), help="sr3: super-resolution factor"
+        "--factor", type=int, choices=(2, 4, 8), help="sr3: super-resolution factor (2, 4 or 8)"
     )
     parser.add_argument("--autoencoder", help="latent: folder of a trained autoencoder run")
     parser.add_argument(
@@ -135,7 +145,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--recon-loss", choices=("l1", "l2"))
     parser.add_argument("--kl-weight", type=non_negative_float)
-    parser.add_argument("--dataset", help="data set name (default fashion_mnist)")
+    parser.add_argument(
+        "--dataset", help="registered data set name (default fashion_mnist; see invdiff list)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="train on the images under DIR (recursively: png, jpg, bmp, gif, tif, webp)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        help="image size in pixels (default 32; images are resized)",
+    )
+    parser.add_argument(
+        "--image-channels",
+        type=int,
+        choices=(1, 3),
+        help="1 grey or 3 RGB (default: 3 with --data, else 1)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=non_negative_float,
+        help="--data: fraction of the images held out for validation (default 0.1)",
+    )
     parser.add_argument("--log-every", type=positive_int)
     parser.add_argument("--sample-every", type=positive_int)
     parser.add_argument("--checkpoint-every", type=positive_int)
@@ -179,6 +212,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "recon_loss",
         "kl_weight",
         "dataset",
+        "image_size",
+        "image_channels",
+        "val_fraction",
         "log_every",
         "sample_every",
         "checkpoint_every",
@@ -196,6 +232,13 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
             if args.kind != "autoencoder"
             else (False,) * len(args.channels)
         )
+    if getattr(args, "data", None):
+        if args.dataset not in (None, "image_folder"):
+            raise ValueError(f"--data DIR and --dataset {args.dataset} exclude each other")
+        overrides["dataset"] = "image_folder"
+        overrides["data"] = args.data
+        if args.image_channels is None:
+            overrides["image_channels"] = 3
     if args.kind == "sr3" and not args.out:
         overrides["out"] = f"runs/sr3-x{args.factor or 4}"
     overrides["command"] = "invdiff train " + shlex.join(
@@ -212,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args)  # errors are printed as one line by invdiff.cli.main
+    if cfg.data and not Path(cfg.data).expanduser().is_dir():
+        raise ValueError(f"--data: no such folder {cfg.data}")
     limit = args.time_limit * 60 if args.time_limit is not None else None
     out = train(
         cfg,

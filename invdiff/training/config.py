@@ -26,7 +26,10 @@ class TrainConfig:
     out: str = "runs/pixel"
     dataset: str = "fashion_mnist"
     split: str = "train"
+    data: str = ""  # a folder of the user's images (dataset "image_folder")
+    val_fraction: float = 0.1  # image folders: the held-out validation part
     image_size: int = 32
+    image_channels: int = 1  # 1 grey, 3 RGB
     seed: int = 0
     device: str = "auto"
     steps: int = 3000
@@ -89,6 +92,20 @@ class TrainConfig:
 
         need(self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}")
         self._check_types()
+        need(
+            self.image_channels in (1, 3),
+            f"image_channels must be 1 (grey) or 3 (RGB), got {self.image_channels!r}",
+        )
+        need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        need(
+            self.dataset != "image_folder" or bool(self.data),
+            "dataset 'image_folder' needs the folder of images: --data DIR",
+        )
+        need(
+            not self.data or self.dataset == "image_folder",
+            f"data={self.data!r} is an image folder: dataset must be 'image_folder', "
+            f"got {self.dataset!r}",
+        )
         for name in (
             "steps",
             "batch_size",

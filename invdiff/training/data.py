@@ -12,21 +12,49 @@ from torch import Tensor
 
 import invdiff.data
 
+# data sets built at the run's image size and channel count (the others have a fixed size)
+RESIZABLE = ("image_folder", "photos")
 
-def load_images(dataset: str, split: str = "train", image_size: int = 32) -> tuple[Tensor, Tensor]:
-    """``(images N x C x H x W in [-1, 1], labels N)`` of a registered data set (``invdiff.data``).
 
-    A set without labels gets label 0 everywhere (class conditioning then has one class).
-    """
-    ds = invdiff.data.get(dataset, split=split)
+def training_images(cfg) -> tuple[Tensor, Tensor, dict]:  # noqa: ANN001 - a TrainConfig
+    """``(images, labels, description)`` of a run's training data: the ``train`` part of
+    ``cfg.data`` (a folder) or of the registered set ``cfg.dataset``. ``description`` is what
+    the model card states: source, size, channels, split and image counts."""
+    if cfg.dataset in RESIZABLE:
+        kwargs = {"size": cfg.image_size, "channels": cfg.image_channels}
+        kwargs["val_fraction"] = cfg.val_fraction
+        if cfg.dataset == "image_folder":
+            if not cfg.data:
+                raise ValueError("dataset 'image_folder' needs the folder: --data DIR")
+            kwargs["root"] = cfg.data
+        ds = invdiff.data.get(cfg.dataset, split=cfg.split, **kwargs)
+        held_out = invdiff.data.get(cfg.dataset, split="validation", **kwargs)
+        split = (
+            f"{cfg.split} part of a deterministic split (images ranked by the SHA-256 of their "
+            f"relative path or name; {cfg.val_fraction:g} of them held out for validation)"
+        )
+        counts = {"train_images": len(ds), "validation_images": len(held_out)}
+    else:
+        ds = invdiff.data.get(cfg.dataset, split=cfg.split)
+        split, counts = f"{cfg.split} split", {"train_images": len(ds)}
     images = ds.images()
-    if images.shape[-1] != image_size:
+    if tuple(images.shape[1:]) != (cfg.image_channels, cfg.image_size, cfg.image_size):
+        c, h, w = images.shape[1:]
         raise ValueError(
-            f"data set {dataset!r} has {images.shape[-1]}px images, "
-            f"the run expects image_size={image_size}"
+            f"data set {cfg.dataset!r} has {c}x{h}x{w} images, the run expects "
+            f"{cfg.image_channels}x{cfg.image_size}x{cfg.image_size} "
+            "(--image-channels, --image-size)"
         )
     labels = ds.labels if ds.labels is not None else torch.zeros(len(images), dtype=torch.long)
-    return images.float().contiguous(), labels.long()
+    description = {
+        "dataset": cfg.dataset,
+        "source": str(cfg.data) if cfg.data else cfg.dataset,
+        "image_size": cfg.image_size,
+        "channels": cfg.image_channels,
+        "split": split,
+        **counts,
+    }
+    return images.float().contiguous(), labels.long(), description
 
 
 def draw_batch(n: int, batch_size: int, generator: torch.Generator) -> Tensor:

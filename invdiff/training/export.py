@@ -24,12 +24,37 @@ KIND_TEXT = {
     "sr3": "a conditional SR3 super-resolution prior (`SR3Prior`, a `ConditionalPrior`)",
     "latent": "a latent diffusion prior (`LatentDiffusionPrior`, a `LatentPrior`): "
     "an AutoencoderKL (f=4) and a DDPM on its scaled latents",
+    "autoencoder": "an autoencoder (`AutoencoderKL`, f=4) for a latent prior "
+    "(`invdiff train latent --autoencoder RUN`)",
 }
 DATA_TEXT = (
     "Fashion-MNIST (Xiao et al. 2017, MIT licence), **train split** (60,000 images) read from "
     "Debian's `dataset-fashion-mnist` files; 28x28 images padded to 32x32 with the background "
     "value, in [-1, 1]."
 )
+
+
+def _colour(channels: int) -> str:
+    return "grey-scale" if channels == 1 else "RGB"
+
+
+def _data_text(info: dict) -> str:
+    """What the card says about the training data: set, size, channels, split, counts."""
+    cfg, data = info["config"], info.get("data", {})
+    if cfg.get("dataset", "fashion_mnist") == "fashion_mnist":
+        return DATA_TEXT
+    size, channels = cfg["image_size"], cfg.get("image_channels", 1)
+    source = data.get("source", cfg.get("data") or cfg["dataset"])
+    held_out = data.get("validation_images")
+    counts = f"{data.get('train_images', '?')} training images"
+    if held_out is not None:
+        counts += f", {held_out} held out for validation"
+    return (
+        f"`{source}` (`{cfg['dataset']}`): {counts}; the run used the "
+        f"{data.get('split', cfg.get('split', 'train') + ' split')}. Every image is "
+        f"centre-cropped to a square, resized to {size}x{size} (antialiased bicubic) and "
+        f"converted to {_colour(channels)} ({channels} channel(s)), in [-1, 1]."
+    )
 
 
 def _reproduce_command(info: dict) -> str:
@@ -48,7 +73,7 @@ def _reproduce_command(info: dict) -> str:
     return " ".join(out + ["--steps", str(info["step"])])
 
 
-def _training_rows(info: dict) -> list[str]:
+def _training_rows(info: dict, shipped: bool = True) -> list[str]:
     cfg = info["config"]
     minutes = info["wall_s"] / 60
     resumed = "--resume" in info["command"].split()
@@ -61,9 +86,9 @@ def _training_rows(info: dict) -> list[str]:
         f"- seed {info['seed']}; {info['step']} optimiser steps at batch {cfg['batch_size']} "
         f"(AdamW, lr {cfg['lr']:g} after {cfg['warmup_steps']} warm-up steps, "
         f"grad-norm clip {cfg['grad_clip']:g}); EMA decay {cfg['ema_decay']:g} "
-        "(the EMA weights are shipped)",
-        f"- wall time {minutes:.1f} min on {device} ({info['threads']} thread(s), a shared "
-        f"2-core machine), {precision}; torch {info['torch']}",
+        f"(the EMA weights are {'shipped' if shipped else 'exported'})",
+        f"- wall time {minutes:.1f} min on {device} ({info['threads']} thread(s)"
+        f"{', a shared 2-core machine' if shipped else ''}), {precision}; torch {info['torch']}",
         f"- parameters: {info['parameters']:,}; network channels {tuple(cfg['channels'])}, "
         f"{cfg['layers_per_block']} layer(s) per block",
     ]
@@ -77,9 +102,10 @@ def _training_rows(info: dict) -> list[str]:
             f"betas, `{cfg['prediction_type']}` prediction"
         )
     else:
+        side = cfg["image_size"] // 2 ** (len(cfg["channels"]) - 1)
         rows.append(
             f"- loss: {cfg['recon_loss'].upper()} reconstruction + {cfg['kl_weight']:g} x KL "
-            f"per pixel; latents {cfg['latent_channels']} x 8 x 8"
+            f"per pixel; latents {cfg['latent_channels']} x {side} x {side}"
         )
     return rows
 
@@ -129,36 +155,53 @@ def _quality_rows(quality: dict) -> list[str]:
     return rows
 
 
-def write_card(folder: str | Path, name: str | None = None) -> Path:
-    """(Re)write ``folder/README.md`` from ``training.json`` and (if present) ``quality.json``."""
+def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = True) -> Path:
+    """(Re)write ``folder/README.md`` from ``training.json`` and (if present) ``quality.json``.
+
+    ``shipped``: a zoo folder (fp16 weights, its own ``samples.png``); otherwise the exported
+    model of a training run (fp32 weights, grids in the run's ``samples/``).
+    """
     folder = Path(folder)
     name = name or folder.name
     info = json.loads((folder / "training.json").read_text())
-    meta = json.loads((folder / "prior.json").read_text())
+    meta_file = folder / "prior.json"
+    if not meta_file.is_file():
+        meta_file = folder / "autoencoder.json"
+    meta = json.loads(meta_file.read_text())
     quality_path = folder / "quality.json"
     quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
     kind = meta["kind"]
-    low = 32 // meta.get("factor", 1)
+    cfg = info["config"]
+    size, channels = cfg["image_size"], cfg.get("image_channels", 1)
+    data_name = "Fashion-MNIST" if cfg.get("dataset", "fashion_mnist") == "fashion_mnist" else ""
+    low = size // meta.get("factor", 1)
     what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
     task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
+    weights = "weights stored in fp16 (loaded as fp32)" if shipped else "weights stored in fp32"
+    load = (
+        f'prior = invdiff.priors.load("{name}")'
+        if kind != "autoencoder"
+        else f"# a latent prior on it: invdiff train latent --autoencoder {name}"
+    )
     lines = [
         f"# {name}",
         "",
-        f"{what} for 32x32 grey-scale Fashion-MNIST images{task}. Trained by this "
-        "package's own `invdiff train`; weights stored in fp16 (loaded as fp32).",
+        f"{what} for {size}x{size} {_colour(channels)} {data_name + ' ' if data_name else ''}"
+        f"images{task}. Trained by this package's own `invdiff train`; {weights}.",
         "",
         "```python",
         "import invdiff",
-        f'prior = invdiff.priors.load("{name}")',
+        "",
+        load,
         "```",
         "",
         "## Data",
         "",
-        DATA_TEXT,
+        _data_text(info),
         "",
     ]
     if "autoencoder" in info:
-        lines += ["## Training: autoencoder", ""] + _training_rows(info["autoencoder"])
+        lines += ["## Training: autoencoder", ""] + _training_rows(info["autoencoder"], shipped)
         lines += [
             f"- scaling factor (1 / std of the latent means): {meta['scaling_factor']:.4f}",
             "",
@@ -166,24 +209,37 @@ def write_card(folder: str | Path, name: str | None = None) -> Path:
         lines += ["## Training: latent DDPM", ""]
     else:
         lines += ["## Training", ""]
-    lines += _training_rows(info) + [""]
+    lines += _training_rows(info, shipped) + [""]
     lines += ["## Samples", ""]
-    grid_text = {
-        "pixel": "DDIM, 50 steps, x0 clipped to [-1, 1], seed 0",
-        "sr3": "rows: bicubic upsampling of the low-resolution input, SR3 sample (DDIM, 50 steps, "
-        "x0 clipped, seed 0), ground truth; the first 8 test images",
-        "latent": "DDIM, 50 steps on latents, decoded, seed 0",
-    }[kind]
-    lines += [f"![samples](samples.png) ({grid_text})", ""]
-    lines += ["## Quality", ""] + _quality_rows(quality) + [""]
-    lines += [
-        "## Limitations",
-        "",
-        "A small model trained for minutes on a shared CPU: good enough to test and compare "
-        "solvers on Fashion-MNIST, far from the quality of a GPU-trained prior "
-        "(`invdiff train ... --config full`).",
-        "",
-    ]
+    if shipped:
+        grid_text = {
+            "pixel": "DDIM, 50 steps, x0 clipped to [-1, 1], seed 0",
+            "sr3": "rows: bicubic upsampling of the low-resolution input, SR3 sample (DDIM, 50 "
+            "steps, x0 clipped, seed 0), ground truth; the first 8 test images",
+            "latent": "DDIM, 50 steps on latents, decoded, seed 0",
+        }[kind]
+        lines += [f"![samples](samples.png) ({grid_text})", ""]
+    else:
+        lines += [
+            "![latest grid](../samples/latest.png) (the run's labelled grids, one per "
+            "`--sample-every` steps, are in `../samples/`)",
+            "",
+        ]
+    if kind != "autoencoder":
+        lines += ["## Quality", ""]
+        if shipped or quality:
+            lines += _quality_rows(quality) + [""]
+        else:
+            lines += ["Not measured (`scripts/prior_quality.py` measures the shipped priors).", ""]
+    if shipped:
+        lines += [
+            "## Limitations",
+            "",
+            "A small model trained for minutes on a shared CPU: good enough to test and compare "
+            "solvers on Fashion-MNIST, far from the quality of a GPU-trained prior "
+            "(`invdiff train ... --config full`).",
+            "",
+        ]
     from invdiff.io import write_text
 
     return write_text(folder / "README.md", "\n".join(lines))

@@ -3,10 +3,11 @@
 Reproducibility: one explicit CPU ``torch.Generator`` (seeded with ``cfg.seed``) draws every
 batch, noise sample, timestep and dropped label; model initialisation is seeded once here,
 inside ``torch.random.fork_rng`` so the caller's global RNG is left untouched. A checkpoint
-holds the model, the EMA, the optimiser and LR schedule, the step, the accumulated wall time and
-the generator state; ``resume=True`` continues from it and reproduces the uninterrupted run
-exactly (same seed, same device, deterministic kernels). Sample grids use their own generator,
-so drawing them never changes the training trajectory.
+holds the model, the EMA, the optimiser and LR schedule, the step, the accumulated wall time,
+the generator state and the loss summed since the last on-grid ``loss.csv`` row (so the rows of
+a resumed run equal those of an uninterrupted one); ``resume=True`` continues from it and
+reproduces the uninterrupted run exactly (same seed, same device, deterministic kernels).
+Sample grids use their own generator, so drawing them never changes the training trajectory.
 
 Faults: the checkpoint is one safetensors file (tensors, plus the rest as JSON metadata), so
 loading it runs no code. It is replaced atomically before the exported model is swapped in;
@@ -30,9 +31,9 @@ from torch import nn
 
 from invdiff import io as safe_io
 from invdiff.training.config import TrainConfig
-from invdiff.training.data import load_images
+from invdiff.training.data import training_images
 from invdiff.training.ema import EMA
-from invdiff.training.tasks import TASKS, DiffusionTask
+from invdiff.training.tasks import TASKS, DiffusionTask, labelled
 
 CHECKPOINT = "checkpoint.safetensors"
 #: the pickle-based checkpoint of older runs (read with ``weights_only=True``)
@@ -148,16 +149,23 @@ class CheckpointError(ValueError):
 
 
 class LossLog:
-    """CSV of ``step, loss, lr, grad_norm, wall_s``; on resume, rows after the checkpoint go."""
+    """CSV of ``step, loss, lr, grad_norm, wall_s``; ``loss`` is the mean since the previous row.
 
-    def __init__(self, path: Path, keep_until: int):
+    On resume, rows after the checkpoint go, and so does a row the earlier run wrote off the
+    ``log_every`` grid when it ended (its last step): the resumed run carries the running mean
+    on from the checkpoint and writes the on-grid row that covers those steps, as the
+    uninterrupted run does.
+    """
+
+    def __init__(self, path: Path, keep_until: int, log_every: int = 1):
         self.path = path
         rows = []
         if keep_until > 0 and (path.exists() or path.is_symlink()):
             text = safe_io.read_bytes(path).decode("utf-8", errors="replace")
             for r in csv.DictReader(io.StringIO(text)):
                 try:
-                    if int(r["step"]) <= keep_until:
+                    step = int(r["step"])
+                    if step <= keep_until and step % log_every == 0:
                         rows.append(r)
                 except (KeyError, TypeError, ValueError):
                     continue  # a torn or foreign line: the checkpoint decides what was done
@@ -259,6 +267,7 @@ def train(
     from tqdm import tqdm
 
     from invdiff.images import save_image
+    from invdiff.training.export import write_card
 
     cfg.validate()
     if time_limit_s is not None and (
@@ -291,9 +300,10 @@ def train(
         model = task.build_model()
     model.to(device)
     if data is None:
-        images, labels = load_images(cfg.dataset, cfg.split, cfg.image_size)
+        images, labels, data_info = training_images(cfg)
     else:
         images, labels = data
+        data_info = {"dataset": "custom", "train_images": len(images)}
         if tuple(images.shape[-2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(
                 f"data images are {tuple(images.shape[-2:])}, "
@@ -307,6 +317,7 @@ def train(
     ema = EMA(model, cfg.ema_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     step, wall = 0, 0.0
+    running, count = 0.0, 0
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -314,8 +325,14 @@ def train(
         lr_sched.load_state_dict(state["lr_schedule"])
         generator.set_state(state["generator"])
         step, wall = int(state["step"]), float(state["wall_s"])
+        # the loss accumulated since the last on-grid row of loss.csv (older checkpoints: none)
+        running, count = (float(v) for v in state.get("loss_running", (0.0, 0)))
+        count = int(count)
     safe_io.write_text(out / "config.json", json.dumps(_normalise(cfg.to_dict()), indent=2) + "\n")
-    log = LossLog(out / LOSS_LOG, keep_until=step)
+    # a finished run resumed without more steps writes no row: its last (off-grid) one stays
+    log = LossLog(
+        out / LOSS_LOG, keep_until=step, log_every=cfg.log_every if step < cfg.steps else 1
+    )
     n_params = count_parameters(model)
     export_name = "autoencoder" if cfg.kind == "autoencoder" else "prior"
 
@@ -330,6 +347,7 @@ def train(
                 "generator": generator.get_state(),
                 "step": step,
                 "wall_s": wall,
+                "loss_running": (running, count),
             },
             ckpt_path,
         )
@@ -352,8 +370,10 @@ def train(
                 "command": cfg.command,
                 "torch": torch.__version__,
                 "config": _normalise(cfg.to_dict()),
+                "data": data_info,
             }
             (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+            write_card(folder, str(out / export_name), shipped=False)
 
         replace_folder(build, out / export_name)
 
@@ -367,6 +387,7 @@ def train(
     def save_grid() -> None:
         with torch.no_grad():
             grid = task.grid(ema.shadow, torch.Generator().manual_seed(cfg.seed + 1))
+        grid = labelled(grid, f"{task.grid_title()}, step {step}", task.grid_rows)
         save_image(grid, out / "samples" / f"step_{step:06d}.png")
         save_image(grid, out / "samples" / "latest.png")
 
@@ -439,7 +460,9 @@ def train(
                 }
                 log.write(row)
                 bar.set_postfix(loss=row["loss"])
-                running, count = 0.0, 0
+                if step % cfg.log_every == 0:
+                    # an off-grid last row keeps the sum, so a resumed run continues it
+                    running, count = 0.0, 0
             if step % cfg.checkpoint_every == 0 or last:
                 save_checkpoint()
             if step % cfg.sample_every == 0 or last:

@@ -3,8 +3,9 @@
 * ``pixel``: the DDPM objective (Ho et al. 2020, Eq. 14) on images,
   ``E_{t, x0, eps} || f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) - target ||^2`` with
   ``target = eps`` or ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho 2022, Sec. 4);
-  optionally class-conditional with label dropout for classifier-free guidance (Ho & Salimans
-  2022, Alg. 1: a dropped label becomes the extra "null" class ``num_classes``).
+  optionally class-conditional with the label dropout of classifier-free guidance training (Ho &
+  Salimans 2022, Alg. 1: a dropped label becomes the extra "null" class ``num_classes``). Only
+  the training side exists: sampling uses the null class (or one fixed class), no guidance.
 * ``sr3``: the same objective with ``concat(x_t, up(down(x0)))`` as network input (Saharia et
   al. 2021, Eq. 6).
 * ``autoencoder``: an ``AutoencoderKL`` with ``f = 4`` trained on
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,6 +73,36 @@ def make_grid(x: Tensor, nrow: int) -> Tensor:
     ]
 
 
+def labelled(grid: Tensor, title: str, rows: list[str] | None = None) -> Tensor:
+    """``grid`` (``1 x C x H x W``, rows of equal height) with a title band on top and, when
+    ``rows`` is given, one label per row on the left; white text on black, in [-1, 1]."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from invdiff.images import from_uint8, to_uint8
+
+    a = to_uint8(grid.clamp(-1, 1))[0]
+    image = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(image)
+    text_h = max(draw.textbbox((0, 0), "Ag", font=font)[3], 8) + 4
+    left = 0
+    if rows:
+        left = max(draw.textlength(r, font=font) for r in rows) + 6
+    width = max(int(left) + image.width, int(draw.textlength(title, font=font)) + 4)
+    out = Image.new(image.mode, (width, text_h + image.height), 0)
+    out.paste(image, (int(left), text_h))
+    draw = ImageDraw.Draw(out)
+    white = 255 if out.mode == "L" else (255, 255, 255)
+    draw.text((2, 1), title, fill=white, font=font)
+    if rows:
+        row_h = image.height / len(rows)
+        for i, label in enumerate(rows):
+            draw.text(
+                (2, text_h + i * row_h + row_h / 2 - text_h / 2 + 2), label, fill=white, font=font
+            )
+    return from_uint8(np.asarray(out))
+
+
 @torch.no_grad()
 def ddim_sample(
     prior: Prior,
@@ -115,7 +147,7 @@ class DiffusionTask:
 
     # shapes of the modelled tensors
     def model_shape(self) -> tuple[int, int, int]:
-        return (1, self.cfg.image_size, self.cfg.image_size)
+        return (self.cfg.image_channels, self.cfg.image_size, self.cfg.image_size)
 
     def cond_channels(self) -> int:
         return 0
@@ -164,6 +196,16 @@ class DiffusionTask:
 
         return PixelPrior(model, self.scheduler)
 
+    #: what the rows of ``grid`` show, top to bottom (None: every row is samples)
+    grid_rows: list[str] | None = None
+
+    def grid_title(self) -> str:
+        return (
+            f"{self.cfg.kind}: EMA samples, DDIM {self.cfg.sample_steps} steps"
+            + (", x0 clipped" if self.cfg.kind == "pixel" else "")
+            + (", null class" if self.cfg.class_conditional else "")
+        )
+
     def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
         x = ddim_sample(
             self.prior(model), self.cfg.num_samples, self.cfg.sample_steps, generator, clip=True
@@ -176,6 +218,11 @@ class DiffusionTask:
 
 class SR3Task(DiffusionTask):
     """SR3: the bicubic-upsampled low-resolution image is concatenated to the noisy input."""
+
+    grid_rows = ["bicubic", "SR3", "truth"]
+
+    def grid_title(self) -> str:
+        return f"sr3 x{self.cfg.factor}: DDIM {self.cfg.sample_steps} steps, training images"
 
     def cond_channels(self) -> int:
         return self.model_shape()[0]
@@ -191,7 +238,7 @@ class SR3Task(DiffusionTask):
         return SR3Prior(model, self.scheduler, factor=self.cfg.factor)
 
     def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
-        n = 8
+        n = min(8, len(self.data))  # a small folder may hold fewer images
         truth = self.data[:n].to(self.device)
         cond = self.condition(truth)
         x = ddim_sample(
@@ -236,6 +283,12 @@ class LatentTask(DiffusionTask):
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         from tqdm import tqdm
 
+        if images.shape[1] != int(self.vae.config.in_channels):
+            raise ValueError(
+                f"the data has {images.shape[1]} channel(s), the autoencoder "
+                f"{self.cfg.autoencoder} encodes {self.vae.config.in_channels}; pass the "
+                "--image-channels it was trained with"
+            )
         chunks = []
         if self.cfg.encode_limit:
             # encoding is the slow part on a CPU; a subset is plenty for a short run
@@ -263,6 +316,11 @@ class LatentTask(DiffusionTask):
 class AutoencoderTask:
     """``AutoencoderKL`` with ``f = 2^(levels - 1)``; reconstruction + small KL."""
 
+    grid_rows = ["input", "recon"]
+
+    def grid_title(self) -> str:
+        return "autoencoder: training images and reconstructions (EMA)"
+
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
@@ -273,8 +331,8 @@ class AutoencoderTask:
 
         n = len(self.cfg.channels)
         return AutoencoderKL(
-            in_channels=1,
-            out_channels=1,
+            in_channels=self.cfg.image_channels,
+            out_channels=self.cfg.image_channels,
             down_block_types=("DownEncoderBlock2D",) * n,
             up_block_types=("UpDecoderBlock2D",) * n,
             block_out_channels=tuple(self.cfg.channels),
