@@ -11,19 +11,31 @@ its outputs mapped back to [-1, 1] before the metrics.
 
     python scripts/bench_peers.py --prior runs/fmnist32-pixel/prior --images 4 --steps 50
 
-Prints PSNR / LPIPS (mean over images) and wall time per solver pair, and the ratios.
+Prints PSNR / LPIPS (mean over images), wall time and peak memory per solver and variant, and
+the ratios to deepinv. Variants: invdiff's prior evaluated in fp32, in bf16 autocast and compiled
+(``torch.compile``; the compilation is done in an untimed warm-up and reported on its own), and
+deepinv with its own loop, unmodified, on the same fp32 network. The runs are interleaved: each
+round runs every variant once, in an order reversed every other round, so that drift of a
+shared machine falls on all variants alike; the median wall time over ``--repeats`` rounds is
+reported. Peak memory is the resident set on the CPU (reset per run through
+``/proc/self/clear_refs``) and the allocator's peak on a GPU.
+
+    python scripts/bench_peers.py --images 16 --steps 50 --repeats 3 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
+import warnings
 
 import torch
 
 import invdiff
+from invdiff.bench import memory
 from invdiff.images import from_unit, to_unit
 
 
@@ -69,12 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prior", default="fmnist32-pixel", help="pixel prior: zoo name or folder")
     parser.add_argument("--problem", default="fmnist-random70", help="an inpainting problem preset")
-    parser.add_argument("--images", type=int, default=32, help="number of test images")
+    parser.add_argument("--images", type=int, default=16, help="number of test images (one batch)")
     parser.add_argument("--steps", type=int, default=50, help="network evaluations per solver")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median kept)")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=["fp32", "bf16", "compile", "deepinv"],
+        help="fp32, bf16, compile, channels_last and '+' joins (bf16+compile), deepinv",
+    )
+    parser.add_argument("--solvers", nargs="*", default=["dps", "ddrm", "diffpir"])
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import deepinv as dinv
     import numpy as np
@@ -83,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     folder = ZOO_DIR / args.prior if args.prior in invdiff.priors.names() else args.prior
-    prior = invdiff.priors.load(folder, device=device)
     problem = invdiff.problems.get(args.problem)
     op = problem.operator(device)
     if not type(op).is_inpainting:
@@ -95,6 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     y = problem.measure(x, index=0, seed=args.seed, operator=op)
     mask = op.mask.to(device).expand(1, *x.shape[1:])[0]
 
+    # one prior per invdiff variant, each from the same folder (the same weights)
+    priors = {}
+    for v in args.variants:
+        if v == "deepinv":
+            continue
+        parts = v.split("+")  # e.g. bf16+compile, compile, fp32+channels_last
+        precision = parts[0] if parts[0] in ("fp32", "bf16") else "fp32"
+        priors[v] = invdiff.priors.load(folder, device=device).configure(
+            precision=precision, compile="compile" in parts, channels_last="channels_last" in parts
+        )
     physics = dinv.physics.Inpainting(
         img_size=tuple(x.shape[1:]),
         mask=mask,
@@ -102,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
     )
     y01 = mask * to_unit(y)  # deepinv's y: the masked [0, 1] image
-    den, unet, how = deepinv_denoiser(folder, prior, device)
+    fallback = priors.get("fp32") or invdiff.priors.load(folder, device=device)
+    den, unet, how = deepinv_denoiser(folder, fallback, device)
     theirs_count = NFECounter(unet)
-    ours_count = NFECounter(prior.unet) if unet is not prior.unet else theirs_count
     print(
-        f"# prior={folder} problem={args.problem} images={args.images} steps={args.steps} "
-        f"deepinv via {how}"
+        f"# prior={folder} problem={args.problem} images={args.images} (one batch) "
+        f"steps={args.steps} repeats={args.repeats} threads={torch.get_num_threads()} "
+        f"device={device} deepinv via {how} (fp32)"
     )
 
     lp = None
@@ -119,72 +152,118 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# LPIPS unavailable: {err}")
             lp = None
 
-    def ours(name: str, **hyper):  # noqa: ANN202
+    def ours(prior, name: str, steps: int, **hyper):  # noqa: ANN001, ANN202
         return invdiff.solve(
             name,
             prior=prior,
             operator=op,
             y=y,
             noise=noise,
-            steps=args.steps,
+            steps=steps,
             generator=torch.Generator(device=device).manual_seed(args.seed),
             **hyper,
         )
 
-    def theirs_dps():  # noqa: ANN202
-        model = dinv.sampling.DPS(den, num_steps=args.steps, device=device, dtype=torch.float32)
-        return from_unit(model(y01, physics, seed=args.seed, denoise_output=False))
-
-    def theirs_ddrm():  # noqa: ANN202
-        torch.manual_seed(args.seed)  # deepinv's DDRM draws from the global generator
-        model = dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, args.steps))
-        return from_unit(model(y01, physics, seed=args.seed))
-
-    def theirs_diffpir():  # noqa: ANN202
-        torch.manual_seed(args.seed)
+    def theirs(name: str, steps: int):  # noqa: ANN202
+        if name == "dps":
+            model = dinv.sampling.DPS(den, num_steps=steps, device=device, dtype=torch.float32)
+            return from_unit(model(y01, physics, seed=args.seed, denoise_output=False))
+        torch.manual_seed(args.seed)  # deepinv's DDRM and DiffPIR draw from the global generator
+        if name == "ddrm":
+            model = dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, steps))
+            return from_unit(model(y01, physics, seed=args.seed))
         model = dinv.sampling.DiffPIR(
             den,
             dinv.optim.data_fidelity.L2(),
             sigma=noise.sigma / 2,
-            max_iter=args.steps,
+            max_iter=steps,
             zeta=0.3,
             lambda_=7.0,
             device=device,
         )
         return from_unit(model(y01, physics, seed=args.seed))
 
-    pairs = [
-        ("dps", lambda: ours("dps"), theirs_dps),
-        ("ddrm", lambda: ours("ddrm"), theirs_ddrm),
-        ("diffpir", lambda: ours("diffpir", zeta=0.3, lam=7.0), theirs_diffpir),
-    ]
-    print(f"{'solver':<8} {'lib':<8} {'nfe':>5} {'psnr':>6} {'lpips':>6} {'wall_s':>7}")
-    for name, a, b in pairs:
-        row = {}
-        for lib, fn in (("invdiff", a), ("deepinv", b)):
-            counter = ours_count if lib == "invdiff" else theirs_count
-            counter.count = 0
+    hyper = {"diffpir": {"zeta": 0.3, "lam": 7.0}}
+
+    def runner(variant: str, name: str, steps: int):  # noqa: ANN202
+        if variant == "deepinv":
+            return lambda: theirs(name, steps)
+        return lambda: ours(priors[variant], name, steps, **hyper.get(name, {}))
+
+    def timed(variant: str, name: str, steps: int) -> tuple[torch.Tensor, float, float, int]:
+        fn = runner(variant, name, steps)
+        if variant == "deepinv":
+            theirs_count.count = 0
+        else:
+            priors[variant].nfe = 0
+        memory.reset_peak(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        with torch.no_grad() if name != "dps" else torch.enable_grad():
+            out = fn().detach().clamp(-1, 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - start
+        nfe = theirs_count.count if variant == "deepinv" else priors[variant].nfe
+        return out, wall, memory.peak_mb(device), nfe
+
+    print(
+        f"{'solver':<8} {'variant':<14} {'nfe':>4} {'psnr':>6} {'lpips':>6} {'wall_s':>7} "
+        f"{'min_s':>7} {'peak_MB':>8} {'vs_deepinv':>10} {'dPSNR_fp32':>10} {'dLPIPS_fp32':>11}"
+    )
+    for name in args.solvers:
+        # warm-up: allocations, lazy initialisation and, for the compiled variants, compilation
+        for v in args.variants:
             start = time.perf_counter()
-            try:
-                with torch.no_grad() if name != "dps" else torch.enable_grad():
-                    out = fn().detach().clamp(-1, 1)
-            except Exception as err:  # noqa: BLE001 - report and go on
-                print(f"{name:<8} {lib:<8} failed: {type(err).__name__}: {err}")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    timed(v, name, 2 if "compile" not in v else args.steps)
+                except Exception as err:  # noqa: BLE001 - report and go on
+                    print(f"# {name} {v}: warm-up failed: {type(err).__name__}: {err}")
+            for w in caught:
+                print(f"# {name} {v}: {w.message}")
+            if "compile" in v:
+                print(
+                    f"# {name} {v}: warm-up incl. compilation {time.perf_counter() - start:.1f} s"
+                )
+        walls: dict[str, list[float]] = {v: [] for v in args.variants}
+        results: dict[str, tuple[torch.Tensor, float, int]] = {}
+        for r in range(args.repeats):
+            order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+            for v in order:
+                try:
+                    out, wall, peak, nfe = timed(v, name, args.steps)
+                except Exception as err:  # noqa: BLE001
+                    print(f"# {name} {v}: failed: {type(err).__name__}: {err}")
+                    continue
+                walls[v].append(wall)
+                prev = results.get(v)
+                results[v] = (out, max(peak, prev[1]) if prev else peak, nfe)
+        rows = {}
+        for v in args.variants:
+            if v not in results:
                 continue
-            wall = time.perf_counter() - start
+            out, peak, nfe = results[v]
             psnr = float(invdiff.metrics.psnr(out, x).mean())
             lpips = float(lp(out, x).mean()) if lp is not None else math.nan
-            row[lib] = (psnr, lpips, wall)
+            rows[v] = (psnr, lpips, statistics.median(walls[v]), min(walls[v]), peak, nfe)
+        ref = rows.get("deepinv")
+        base = rows.get("fp32")
+        for v, (psnr, lpips, wall, wmin, peak, nfe) in rows.items():
+            ratio = f"{wall / ref[2]:.2f}x" if ref and v != "deepinv" else "-"
+            dp = f"{psnr - base[0]:+.3f}" if base and v not in ("fp32", "deepinv") else "-"
+            dl = f"{lpips - base[1]:+.4f}" if base and v not in ("fp32", "deepinv") else "-"
             print(
-                f"{name:<8} {lib:<8} {counter.count:>5} {psnr:>6.2f} {lpips:>6.3f} {wall:>7.2f}",
+                f"{name:<8} {v:<14} {nfe:>4} {psnr:>6.2f} {lpips:>6.3f} {wall:>7.2f} "
+                f"{wmin:>7.2f} {peak:>8.0f} {ratio:>10} {dp:>10} {dl:>11}",
                 flush=True,
             )
-        if len(row) == 2:
-            (p1, l1, w1), (p2, l2, w2) = row["invdiff"], row["deepinv"]
-            print(
-                f"{name:<8} ratio    dPSNR={p1 - p2:+.2f} dB  LPIPS {l1 / l2:.2f}x  "
-                f"wall {w1 / w2:.2f}x (invdiff/deepinv)"
-            )
+    print(
+        "# wall_s: median over the rounds; min_s: the fastest round; vs_deepinv: median wall "
+        "over deepinv's; dPSNR/dLPIPS: against invdiff fp32 on the same images"
+    )
     return 0
 
 

@@ -12,18 +12,30 @@ timed as network evaluations too.
     python scripts/bench_solver_speed.py --prior runs/fmnist32-pixel/prior \
         --latent-prior runs/fmnist32-latent/prior
     python scripts/bench_solver_speed.py --solvers diffpir daps --steps 10 --batch 4
+    python scripts/bench_solver_speed.py --precision bf16        # the same table in bf16
+    python scripts/bench_solver_speed.py --unet256 --solvers     # only the 256x256 table
+
+``--unet256`` adds a table on a 256x256 UNet of the size of the FFHQ-256 models the papers use
+(random weights: time and memory only, quality is not meaningful): time per network evaluation
+and peak memory of DPS (fp32 / bf16, with and without gradient checkpointing) and DDRM (fp32 /
+bf16), each a short real solver run. The variants run interleaved in rounds (order reversed
+every other round) and the median is kept. Peak memory is the resident set on the CPU (reset
+per run through ``/proc/self/clear_refs``, so it includes the weights and the libraries) and
+the allocator's peak on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 
 import torch
 
 import invdiff
+from invdiff.bench import memory
 from invdiff.noise import Gaussian
 from invdiff.priors.base import ConditionalPrior, LatentPrior
 
@@ -102,6 +114,153 @@ def pick_operator(solver, image_size: int, channels: int, device):  # noqa: ANN0
     return None
 
 
+def ffhq256_unet():  # noqa: ANN201 - a diffusers UNet2DModel
+    """A UNet of the FFHQ-256 models' size with random weights: 6 levels of 128-128-256-256-512-512
+    channels, attention at 16x16, 2 residual blocks per level (the layout of diffusers' DDPM
+    CelebA-HQ / FFHQ 256 checkpoints)."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)  # diffusers initialises from the global generator; a script
+    return UNet2DModel(
+        sample_size=256,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 128, 256, 256, 512, 512),
+        layers_per_block=2,
+        down_block_types=(
+            "DownBlock2D",
+            "DownBlock2D",
+            "DownBlock2D",
+            "DownBlock2D",
+            "AttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=(
+            "UpBlock2D",
+            "AttnUpBlock2D",
+            "UpBlock2D",
+            "UpBlock2D",
+            "UpBlock2D",
+            "UpBlock2D",
+        ),
+    )
+
+
+def _unet256_problem(args: argparse.Namespace, device: torch.device):  # noqa: ANN202
+    from diffusers import DDPMScheduler
+
+    from invdiff.priors.pixel import PixelPrior
+
+    unet = ffhq256_unet().to(device)
+    prior = PixelPrior(unet, DDPMScheduler(num_train_timesteps=1000), name="ffhq256-random")
+    shape = (3, 256, 256)
+    op = invdiff.operators.get(
+        "inpainting_random", in_shape=shape, generator=torch.Generator().manual_seed(0)
+    ).to(device)
+    x = torch.rand((args.unet256_batch, *shape), generator=torch.Generator().manual_seed(0))
+    x = (x * 2 - 1).to(device)
+    noise = Gaussian(0.05)
+    with torch.no_grad():
+        y = noise(op(x), torch.Generator(device="cpu").manual_seed(1))
+    return prior, op, y, noise
+
+
+def _unet256_run(prior, op, y, noise, variant: tuple, steps: int, device) -> tuple[float, int]:  # noqa: ANN001
+    solver, precision, ckpt = variant
+    prior.configure(precision=precision, gradient_checkpointing=ckpt)
+    prior.nfe = 0
+    start = time.perf_counter()
+    invdiff.solve(
+        solver,
+        prior=prior,
+        operator=op,
+        y=y,
+        noise=noise,
+        steps=steps,
+        generator=torch.Generator(device=device).manual_seed(0),
+    )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, prior.nfe
+
+
+def memory_probe(args: argparse.Namespace, device: torch.device) -> None:
+    """One solver step of one variant in this (fresh) process; prints the resident set before
+    the solve (weights, libraries, data) and its peak, or the device allocator's figures.
+
+    A fresh process per variant because the C allocator keeps freed memory mapped: in a process
+    that ran another variant before, the resident peak would show that variant's high water."""
+    solver, precision, ckpt = args.memory_probe
+    prior, op, y, noise = _unet256_problem(args, device)
+    memory.reset_peak(device)  # the peak restarts at what is resident now
+    base = memory.peak_mb(device)
+    _unet256_run(prior, op, y, noise, (solver, precision, ckpt == "1"), 1, device)
+    print(f"probe {base:.1f} {memory.peak_mb(device):.1f}")
+
+
+def unet256_table(args: argparse.Namespace, device: torch.device) -> None:
+    """Time per NFE and peak memory of DPS and DDRM on the 256x256 network (module docstring)."""
+    import subprocess
+
+    prior, op, y, noise = _unet256_problem(args, device)
+    params = sum(p.numel() for p in prior.unet.parameters())
+    variants = [
+        ("dps", "fp32", False),
+        ("dps", "fp32", True),
+        ("dps", "bf16", False),
+        ("dps", "bf16", True),
+        ("ddrm", "fp32", False),
+        ("ddrm", "bf16", False),
+    ]
+    print(
+        f"# 256x256 UNet, random weights, {params / 1e6:.1f}M parameters; batch "
+        f"{args.unet256_batch}, {args.unet256_steps} steps per timed run, {args.repeats} "
+        "interleaved rounds (median); random 70% inpainting, sigma_y = 0.05"
+    )
+    for v in (variants[0], variants[2], variants[4], variants[5]):  # warm-up per dtype
+        _unet256_run(prior, op, y, noise, v, 1, device)
+    walls: dict[tuple, list[float]] = {v: [] for v in variants}
+    nfes: dict[tuple, int] = {}
+    for r in range(args.repeats):
+        for v in variants if r % 2 == 0 else list(reversed(variants)):
+            wall, nfe = _unet256_run(prior, op, y, noise, v, args.unet256_steps, device)
+            walls[v].append(wall / max(nfe, 1))
+            nfes[v] = nfe
+    del prior
+    base, peaks = {}, {}
+    for v in variants:  # memory: one step per variant, each in a fresh process
+        solver, precision, ckpt = v
+        cmd = [sys.executable, __file__, "--memory-probe", solver, precision, str(int(ckpt))]
+        cmd += ["--device", str(device), "--unet256-batch", str(args.unet256_batch)]
+        cmd += ["--threads", str(torch.get_num_threads())]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("probe ")), None)
+        if line is None:
+            print(f"# memory probe {v} failed: {done.stderr.strip().splitlines()[-1:]}")
+            base[v] = peaks[v] = math.nan
+            continue
+        base[v], peaks[v] = (float(a) for a in line.split()[1:])
+    what = "allocated" if device.type == "cuda" else "resident"
+    print(
+        f"{'solver':<6} {'precision':<9} {'ckpt':<5} {'nfe':>4} {'s/NFE':>7} "
+        f"{'peak_MB':>8} {'step_MB':>8}   ({what}; step_MB = peak - before the solve)"
+    )
+    for v in variants:
+        solver, precision, ckpt = v
+        print(
+            f"{solver:<6} {precision:<9} {'yes' if ckpt else 'no':<5} {nfes[v]:>4} "
+            f"{statistics.median(walls[v]):>7.2f} {peaks[v]:>8.0f} {peaks[v] - base[v]:>8.0f}",
+            flush=True,
+        )
+    for precision in ("fp32", "bf16"):
+        a, b = ("dps", precision, False), ("dps", precision, True)
+        print(
+            f"# DPS {precision}: with checkpointing a step needs {peaks[b] - base[b]:.0f} MB "
+            f"over the resident weights vs {peaks[a] - base[a]:.0f} MB without; time per NFE "
+            f"x{statistics.median(walls[b]) / statistics.median(walls[a]):.2f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -119,10 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=2, help="timings repeated, the minimum kept")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="the priors' precision"
+    )
+    parser.add_argument("--unet256", action="store_true", help="add the 256x256 UNet table")
+    parser.add_argument("--unet256-batch", type=int, default=1, help="batch of that table")
+    parser.add_argument("--unet256-steps", type=int, default=2, help="solver steps per run")
+    parser.add_argument("--memory-probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.memory_probe:
+        memory_probe(args, device)
+        return 0
+    if args.solvers == []:  # `--solvers` with no name: only the 256x256 table
+        if args.unet256:
+            unet256_table(args, device)
+        return 0
     priors = {"pixel": invdiff.priors.load(args.prior, device=device)}
     decodes = encodes = None
     if args.latent_prior:
@@ -131,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         encodes = CallCounter(priors["latent"], "encode")
     if args.sr3_prior:
         priors["sr3"] = invdiff.priors.load(args.sr3_prior, device=device)
+    for p in priors.values():
+        p.configure(precision=args.precision)
     pixel = priors["pixel"]
     c, size = pixel.in_shape[0], pixel.in_shape[-1]
     data = invdiff.data.get("fashion_mnist", split="test")
@@ -143,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print(
-        f"# device={device} threads={torch.get_num_threads()} batch={args.batch} steps={args.steps}"
+        f"# device={device} threads={torch.get_num_threads()} batch={args.batch} "
+        f"steps={args.steps} precision={args.precision}"
     )
     print(f"{'solver':<12} {'nfe':>5} {'solver_s':>9} {'network_s':>9} {'ratio':>6}")
     names = args.solvers or invdiff.solvers.names()
@@ -223,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         flag = "" if ratio <= 1.15 else "  > 1.15"
         print(f"{name:<12} {nfe:>5} {solver_s:>9.3f} {net_s:>9.3f} {ratio:>6.2f}{flag}", flush=True)
     print(f"# worst ratio {worst:.2f} (target <= 1.15)")
+    if args.unet256:
+        unet256_table(args, device)
     return 0
 
 

@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from invdiff.priors.network import add_network_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="discard the results already in --out instead of resuming",
     )
+    add_network_arguments(parser, checkpointing=True)
     parser.add_argument("--no-figures", action="store_true", help="skip the figure grids")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -65,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         prior_dir=args.prior,
         limit=args.limit,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        checkpointing=args.checkpointing,
     )
     out = args.out or Path("runs") / "bench" / suite.name
     result = runner.run(

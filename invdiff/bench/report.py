@@ -10,6 +10,7 @@ Student-t interval; ``summary.md`` and ``table.tex`` (booktabs): the same as tab
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -274,6 +275,8 @@ def write_all(
             "sha256": suite.sha256,
             "description": suite.description,
             "overrides": suite.overrides,
+            # how the priors' networks ran (precision, compile, checkpointing)
+            "network": dataclasses.asdict(suite.network),
         },
         "command": sys.argv,
         "started": started,

@@ -14,6 +14,7 @@ are appended.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import shutil
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor
 
 from invdiff import io as safe_io
+from invdiff.bench import memory
 from invdiff.bench import rows as rowio
 from invdiff.bench.distributed import World, setup
 from invdiff.bench.suite import SolverSpec, Suite, SuiteError
@@ -296,6 +298,7 @@ def prepare(suite: Suite, world: World | None = None) -> Prepared:
         for key in dict.fromkeys(pair.prior_key for pair in pairs):
             try:
                 priors[key] = load_prior(key, device=device)
+                priors[key].configure(**dataclasses.asdict(suite.network))
             except Exception as err:  # noqa: BLE001 - a broken weights file
                 errors.append(f"cannot load prior {sources[key]!r}: {err}")
     if not pairs and not errors:
@@ -377,11 +380,18 @@ def load_samples(
     return found
 
 
+def _network_label(suite: Suite) -> str | None:
+    label = suite.network.describe()
+    return None if label == "fp32" else label
+
+
 def _check_run_folder(out: Path, suite: Suite, restart: bool) -> None:
     info = {
         "suite_sha256": suite.sha256,
         "data": suite.overrides.get("data"),
         "prior": suite.overrides.get("prior"),
+        # rows of another precision are other numbers; fp32 folders keep their old record
+        "network": _network_label(suite),
     }
     path = out / RUN_INFO
     if out.exists() and not out.is_dir():
@@ -446,6 +456,8 @@ def _start_run_folder(out: Path, suite: Suite, restart: bool) -> None:
         "suite_sha256": suite.sha256,
         "data": suite.overrides.get("data"),
         "prior": suite.overrides.get("prior"),
+        # rows of another precision are other numbers; fp32 folders keep their old record
+        "network": _network_label(suite),
     }
     if not (out / RUN_INFO).exists():
         rowio.write_text_atomic(out / RUN_INFO, json.dumps(info, indent=2) + "\n")
@@ -518,6 +530,7 @@ def solve_chunks(
                         _solver_seed(problem.name, spec.label, seed, chunk)
                     )
                     prior.nfe = 0
+                    memory.reset_peak(prep.device)
                     _sync(prep.device)
                     t0 = time.perf_counter()
                     xhat = invdiff.solve(
@@ -532,6 +545,7 @@ def solve_chunks(
                     )
                     _sync(prep.device)
                     wall = time.perf_counter() - t0
+                    peak_mb = memory.peak_mb(prep.device)
                     nfe = int(prior.nfe)
                     xhat = xhat.detach()
                     finite = torch.isfinite(xhat.flatten(1)).all(1)
@@ -577,6 +591,9 @@ def solve_chunks(
                         "finite": bool(finite[k]),
                         "wall_s": wall / len(chunk),
                         "nfe": nfe,
+                        # of the whole batch: device memory on a GPU, resident set on the CPU
+                        "peak_mem_mb": round(peak_mb, 1),
+                        "network": suite.network.describe(),
                         "batch": cid,
                         "batch_size": len(chunk),
                         "device": str(prep.device),

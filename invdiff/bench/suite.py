@@ -5,6 +5,9 @@
     name = "quick"                       # default: the file stem
     description = "..."
     device = "auto"                      # auto (cuda when available), cpu, cuda, cuda:1
+    precision = "fp32"                   # fp32 or bf16 (autocast around the prior's network)
+    compile = false                      # torch.compile the prior's network
+    checkpointing = false                # gradient checkpointing of the prior's network
     batch_size = 4                       # images solved together
     seeds = [0]                          # one row per (image, problem, solver, seed)
     metrics = ["psnr", "ssim", "lpips"]  # per image
@@ -54,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from invdiff.io import check_name
+from invdiff.priors.network import NetworkOptions
 from invdiff.problems import PRIOR_KINDS, Problem, ProblemFileError
 from invdiff.problems import get as get_problem
 from invdiff.registry import SOLVERS, UnknownNameError
@@ -79,6 +83,9 @@ _TOP = {
     "solvers": list,
     "problem": list,
     "requires": list,
+    "precision": str,
+    "compile": bool,
+    "checkpointing": bool,
 }
 _SOLVER_KEYS = {"name", "label", "steps", "hyper", "per_problem", "problems", "prior"}
 
@@ -127,6 +134,8 @@ class Suite:
     priors: dict[str, Any] = field(default_factory=dict)
     solvers: list[SolverSpec] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: how the priors' networks are evaluated (``invdiff.priors.network.NetworkOptions``)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
 
     @property
     def base_dir(self) -> Path:
@@ -153,6 +162,9 @@ def parse(
     prior_dir: str | Path | None = None,
     limit: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
+    compile: bool | None = None,  # noqa: A002 - the torch name users know
+    checkpointing: bool | None = None,
 ) -> Suite:
     """Check a parsed suite table and build a ``Suite``; all problems are reported at once."""
     errors: list[str] = []
@@ -177,6 +189,14 @@ def parse(
         errors.append(str(err))
     suite.description = data.get("description", "")
     suite.device = device or data.get("device", "auto")
+    try:
+        suite.network = NetworkOptions(
+            precision=precision or data.get("precision", "fp32"),
+            compile=bool(compile) or data.get("compile", False),
+            gradient_checkpointing=bool(checkpointing) or data.get("checkpointing", False),
+        )
+    except (TypeError, ValueError) as err:
+        errors.append(str(err))
     suite.batch_size = data.get("batch_size", suite.batch_size)
     if suite.batch_size < 1:
         errors.append(f"batch_size must be >= 1, got {suite.batch_size}")
@@ -426,7 +446,8 @@ def parse(
 
 
 def load(path: str | Path, **overrides: Any) -> Suite:
-    """Read and check a suite file (overrides: data_dir, prior_dir, limit, device)."""
+    """Read and check a suite file (overrides: data_dir, prior_dir, limit, device, precision,
+    compile, checkpointing)."""
     path = Path(path)
     if not path.is_file():
         from invdiff.paths import benchmarks_dir

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from invdiff.priors.network import NetworkOptions, with_options
+
 
 def sigma_column(sigma: float | Tensor, x: Tensor) -> Tensor:
     """``sigma`` (a float, a 0-d tensor or one value per sample) as an ``N x 1 x 1 x 1`` tensor."""
@@ -48,6 +50,8 @@ class Prior(ABC):
     #: the range of the images it models (None: not images, e.g. an analytic test prior),
     #: which ``invdiff.solve`` uses to refuse measurements no such image can give
     data_range: tuple[float, float] | None = (-1.0, 1.0)
+    #: how the network is evaluated (precision, compilation, checkpointing); see ``configure``
+    network_options: NetworkOptions = NetworkOptions()
 
     #: called with the noise level after every network evaluation (see ``observe``)
     _observers: tuple[Callable[[float | Tensor], None], ...] = ()
@@ -55,6 +59,47 @@ class Prior(ABC):
     def __init__(self) -> None:
         #: number of network evaluations so far (benchmarks read and reset it).
         self.nfe = 0
+
+    def configure(
+        self,
+        *,
+        precision: str | None = None,
+        compile: bool | None = None,  # noqa: A002 - the torch name users know
+        channels_last: bool | None = None,
+        gradient_checkpointing: bool | None = None,
+    ) -> Prior:
+        """Set how the prior's network is evaluated (``invdiff.priors.network``); ``None``
+        keeps a setting. Every solver and sampler honours it, since they only call ``x0``.
+        Returns the prior, so ``load(...).configure(precision="bf16")`` reads naturally."""
+        options = with_options(
+            self.network_options,
+            precision=precision,
+            compile=compile,
+            channels_last=channels_last,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+        self._apply_network_options(options)
+        self.network_options = options
+        return self
+
+    def _apply_network_options(self, options: NetworkOptions) -> None:
+        """Hand the options to the prior's networks; a prior without one accepts the defaults
+        only (an analytic prior has nothing to run in bf16 or to compile)."""
+        if options.precision != "fp32" or options.compile or options.channels_last:
+            raise ValueError(
+                f"{type(self).__name__} evaluates no network: precision, compile and "
+                "channels_last do not apply to it"
+            )
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Recompute the network's activations in the backward pass instead of keeping them
+        (``torch.utils.checkpoint``): less memory for solvers that differentiate ``x0``."""
+        return self.network_options.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, value: bool) -> None:
+        self.configure(gradient_checkpointing=value)
 
     @abstractmethod
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
@@ -93,11 +138,20 @@ class Prior(ABC):
 
     @property
     def sigma_min(self) -> float:
-        return float(self.sigmas[0])
+        return self._sigma_bounds()[0]
 
     @property
     def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
+        return self._sigma_bounds()[1]
+
+    def _sigma_bounds(self) -> tuple[float, float]:
+        # read from the grid once per grid tensor: solvers ask for these inside their loops, and
+        # reading a device tensor on the host waits for the device
+        cached = self.__dict__.get("_bounds_cache")
+        if cached is None or cached[0] is not self.sigmas:
+            cached = (self.sigmas, float(self.sigmas[0]), float(self.sigmas[-1]))
+            self.__dict__["_bounds_cache"] = cached
+        return cached[1], cached[2]
 
     @property
     def device(self) -> torch.device:

@@ -16,7 +16,16 @@ import torch
 from torch import Tensor
 
 from invdiff.priors.base import LatentPrior
+from invdiff.priors.network import NetworkOptions, NetworkRunner
 from invdiff.priors.pixel import PixelPrior
+
+
+def _decoded(out) -> Tensor:  # noqa: ANN001 - a diffusers DecoderOutput
+    return out.sample
+
+
+def _latent_mean(out) -> Tensor:  # noqa: ANN001 - a diffusers AutoencoderKLOutput
+    return out.latent_dist.mean
 
 
 class LatentDiffusionPrior(PixelPrior, LatentPrior):
@@ -30,6 +39,10 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
         self.vae = vae.eval()
         for p in self.vae.parameters():
             p.requires_grad_(False)
+        # the autoencoder is evaluated under the prior's options too: latent DPS and PSLD
+        # differentiate through decode, so it is checkpointed and cast like the UNet
+        self._decode_runner = NetworkRunner(self.vae, "VAE decoder", fn=self.vae.decode)
+        self._encode_runner = NetworkRunner(self.vae, "VAE encoder", fn=self.vae.encode)
         cfg = vae.config
         self.scaling_factor = float(
             scaling_factor if scaling_factor is not None else cfg.scaling_factor
@@ -51,19 +64,25 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
         """Image in [-1, 1] ``N x C x H x W`` -> scaled latent mean ``N x c x h x w``."""
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"x must be N x {self.image_shape}, got {tuple(x.shape)}")
-        mean = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
+        mean = self._encode_runner(x.to(self.vae.dtype), output=_latent_mean)
         return (mean * self.scaling_factor).to(x.dtype)
 
     def decode(self, z: Tensor) -> Tensor:
         """Scaled latent -> image in [-1, 1] (not clamped, so gradients stay informative)."""
         if tuple(z.shape[1:]) != tuple(self.in_shape):
             raise ValueError(f"z must be N x {tuple(self.in_shape)}, got {tuple(z.shape)}")
-        return self.vae.decode((z / self.scaling_factor).to(self.vae.dtype)).sample.to(z.dtype)
+        out = self._decode_runner((z / self.scaling_factor).to(self.vae.dtype), output=_decoded)
+        return out.to(z.dtype)
 
     def to(self, device: torch.device | str) -> LatentDiffusionPrior:
         super().to(device)
         self.vae.to(device)
         return self
+
+    def _apply_network_options(self, options: NetworkOptions) -> None:
+        super()._apply_network_options(options)
+        self._decode_runner.configure(options)
+        self._encode_runner.configure(options)
 
     def metadata(self) -> dict:
         return {

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from invdiff.priors.base import Prior
+from invdiff.priors.network import NetworkOptions, NetworkRunner
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -24,15 +25,27 @@ def sigmas_from_scheduler(scheduler) -> Tensor:  # noqa: ANN001 - a diffusers sc
     return ((1 - abar) / abar).sqrt().float()
 
 
-def timestep_for_sigma(sigma: Tensor, sigmas: Tensor) -> Tensor:
-    """Continuous timestep ``t`` with ``sigma_t = sigma``, linear in ``log sigma`` (clamped)."""
+def timestep_for_sigma(sigma: Tensor, sigmas: Tensor, log_grid: Tensor | None = None) -> Tensor:
+    """Continuous timestep ``t`` with ``sigma_t = sigma``, linear in ``log sigma`` (clamped).
+
+    ``log_grid`` is ``sigmas.double().log()`` on ``sigma``'s device, precomputed by the prior;
+    with it the conversion is a handful of tensor operations and never waits on the device.
+    """
     # the log in float64 on both sides, so that a grid sigma maps to its integer timestep exactly
-    log_grid = sigmas.to(sigma.device, torch.float64).log()
-    ls = sigma.to(torch.float64).clamp(sigmas[0].item(), sigmas[-1].item()).log()
+    if log_grid is None:
+        log_grid = sigmas.to(sigma.device, torch.float64).log()
+    # clamping in log space equals clamping sigma to [sigmas[0], sigmas[-1]] (log is monotone);
+    # the floor keeps a zero or negative sigma at the bottom of the grid, as that clamp did
+    floor = torch.finfo(torch.float64).tiny
+    ls = torch.clamp(sigma.to(torch.float64).clamp_min(floor).log(), log_grid[0], log_grid[-1])
     idx = torch.searchsorted(log_grid, ls).clamp(1, len(log_grid) - 1)
     lo, hi = log_grid[idx - 1], log_grid[idx]
     frac = ((ls - lo) / (hi - lo)).clamp(0, 1)
     return (idx - 1).to(torch.float64) + frac
+
+
+def _sample(out) -> Tensor:  # noqa: ANN001 - a diffusers UNet2DOutput
+    return out.sample
 
 
 class PixelPrior(Prior):
@@ -83,10 +96,12 @@ class PixelPrior(Prior):
                 else torch.zeros(1, 1, dim, device=unet.device)
             )
         self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
+        self._log_sigmas = self.sigmas.double().log()
         self.name = name
         self.class_labels = class_labels
         for p in self.unet.parameters():
             p.requires_grad_(False)
+        self._unet_runner = NetworkRunner(self.unet, "UNet")
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +115,10 @@ class PixelPrior(Prior):
         return inp
 
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
-        t = timestep_for_sigma(sigma.flatten(), self.sigmas).to(torch.float32)
+        log_grid = self._log_sigmas
+        if log_grid.device != sigma.device:  # x on another device than the prior: follow it
+            log_grid = log_grid.to(sigma.device)
+        t = timestep_for_sigma(sigma.flatten(), self.sigmas, log_grid).to(torch.float32)
         inp = self.network_input(x, sigma, cond)
         kwargs = {}
         labels = self.class_labels
@@ -112,7 +130,7 @@ class PixelPrior(Prior):
         if self.encoder_hidden_states is not None:
             hidden = self.encoder_hidden_states.to(x.device, self.unet.dtype)
             kwargs["encoder_hidden_states"] = hidden.expand(x.shape[0], *hidden.shape[1:])
-        out = self.unet(inp.to(self.unet.dtype), t, **kwargs).sample.to(x.dtype)
+        out = self._unet_runner(inp.to(self.unet.dtype), t, output=_sample, **kwargs).to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - sigma * out
         if self.prediction_type == "v_prediction":
@@ -123,7 +141,11 @@ class PixelPrior(Prior):
     def to(self, device: torch.device | str) -> PixelPrior:
         self.unet.to(device)
         self.sigmas = self.sigmas.to(device)
+        self._log_sigmas = self._log_sigmas.to(device)
         return self
+
+    def _apply_network_options(self, options: NetworkOptions) -> None:
+        self._unet_runner.configure(options)
 
     def metadata(self) -> dict:
         """What ``prior.json`` records: the kind (for ``invdiff.priors.load``) and the shapes."""

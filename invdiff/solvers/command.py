@@ -27,6 +27,7 @@ progress bar (NFE done / budget, step, sigma; ``--no-progress`` hides it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -38,6 +39,7 @@ import torch
 from torch import Tensor
 
 from invdiff.io import write_text, write_with
+from invdiff.priors.network import add_network_arguments, network_options_from_args
 
 
 def _note(message: str) -> None:
@@ -76,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
     )
+    add_network_arguments(parser, checkpointing=True)
     parser.add_argument(
         "--no-progress",
         action="store_true",
@@ -244,6 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     prior = invdiff.priors.load(prior_name, device=device)
+    prior.configure(**dataclasses.asdict(network_options_from_args(args)))
     budget = solver.budget(args.steps, prior=prior, **hyper)
     print(
         f"invdiff solve: {args.solver} on {problem.name} with prior {prior_name} ({info}); "

@@ -100,6 +100,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bf16.add_argument(
         "--no-bf16", dest="bf16", action="store_false", help="fp32 (default of the small presets)"
     )
+    bf16.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="fp32 (= --no-bf16) or bf16 autocast (= --bf16), as for solve and bench",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network for the training steps (eager where it cannot)",
+    )
     parser.add_argument(
         "--channels", type=_ints, help="UNet/encoder channels per level, e.g. 32,64,128"
     )
@@ -212,6 +222,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "sample_steps",
     ]
     overrides = {n: getattr(args, n, None) for n in names}
+    if args.precision:
+        overrides["bf16"] = args.precision == "bf16"
     if args.beta_schedule:
         overrides["beta_schedule"] = SCHEDULE_NAMES[args.beta_schedule]
     if args.channels and not args.attention:
@@ -246,6 +258,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg.data and not Path(cfg.data).expanduser().is_dir():
         raise ValueError(f"--data: no such folder {cfg.data}")
     limit = args.time_limit * 60 if args.time_limit is not None else None
-    out = train(cfg, resume=args.resume, progress=not args.no_progress, time_limit_s=limit)
+    out = train(
+        cfg,
+        resume=args.resume,
+        progress=not args.no_progress,
+        time_limit_s=limit,
+        compile=args.compile,
+    )
     print(f"done: {out}")
     return 0

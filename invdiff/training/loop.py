@@ -33,7 +33,7 @@ from invdiff import io as safe_io
 from invdiff.training.config import TrainConfig
 from invdiff.training.data import training_images
 from invdiff.training.ema import EMA
-from invdiff.training.tasks import TASKS, labelled
+from invdiff.training.tasks import TASKS, DiffusionTask, labelled
 
 CHECKPOINT = "checkpoint.safetensors"
 #: the pickle-based checkpoint of older runs (read with ``weights_only=True``)
@@ -200,6 +200,49 @@ def _normalise(d: dict) -> dict:
     return json.loads(json.dumps(d))
 
 
+def _compiled_for_training(model: nn.Module) -> nn.Module:
+    """``model`` behind ``torch.compile``; the eager model (and one warning) where that fails."""
+    import warnings
+
+    from torch._dynamo.exc import TorchDynamoException
+
+    from invdiff.priors.network import CompileFallbackWarning, compile_unavailable_reason
+
+    reason = compile_unavailable_reason()
+    if reason is None:
+        compiled = torch.compile(model)
+
+        class _Guarded(nn.Module):
+            # the first call compiles: a compiler failure there falls back to eager for good
+            def __init__(self) -> None:
+                super().__init__()
+                self.eager = model
+                self.failed = False
+
+            def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                if not self.failed:
+                    try:
+                        return compiled(*args, **kwargs)
+                    except TorchDynamoException as err:
+                        self.failed = True
+                        first = (str(err).strip().splitlines() or [""])[0]
+                        warnings.warn(
+                            f"torch.compile of the model is not available here "
+                            f"({type(err).__name__}: {first[:160]}); training uncompiled",
+                            CompileFallbackWarning,
+                            stacklevel=2,
+                        )
+                return self.eager(*args, **kwargs)
+
+        return _Guarded()
+    warnings.warn(
+        f"torch.compile of the model is not available here ({reason}); training uncompiled",
+        CompileFallbackWarning,
+        stacklevel=2,
+    )
+    return model
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -207,6 +250,7 @@ def train(
     progress: bool = True,
     time_limit_s: float | None = None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    compile: bool = False,  # noqa: A002 - the torch name users know
 ) -> Path:
     """Run (or resume) a training run; returns the run folder.
 
@@ -216,7 +260,9 @@ def train(
     ``time_limit_s`` ends the run early (checkpoint, export and grid at the step reached); since
     the learning rate does not depend on ``steps``, that run equals one with ``steps`` = the
     step reached. ``data`` (images in [-1, 1], labels) replaces the registered data set (tests,
-    custom data); the run then records ``dataset = "custom"``.
+    custom data); the run then records ``dataset = "custom"``. ``compile`` evaluates the
+    training loss through ``torch.compile(model)`` (same parameters, so checkpoints, the EMA and
+    the exported model are unchanged); where it cannot compile, one warning and eager steps.
     """
     from tqdm import tqdm
 
@@ -367,6 +413,22 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
+    running, count = 0.0, 0
+    step_model = model
+    if compile and isinstance(task, DiffusionTask):
+        step_model = _compiled_for_training(model)
+    elif compile:
+        import warnings
+
+        from invdiff.priors.network import CompileFallbackWarning
+
+        # its loss calls encode/decode, not the module: nothing one compiled call would cover
+        warnings.warn(
+            "--compile applies to the diffusion UNets (pixel, sr3, latent); "
+            "the autoencoder trains uncompiled",
+            CompileFallbackWarning,
+            stacklevel=2,
+        )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     t_start = time.perf_counter()
     wall0 = wall
@@ -374,7 +436,7 @@ def train(
         while step < cfg.steps:
             model.train()
             with autocast:
-                loss = task.loss(model, generator)
+                loss = task.loss(step_model, generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
