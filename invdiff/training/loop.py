@@ -413,7 +413,6 @@ def train(
         disable=not progress,
         dynamic_ncols=True,
     )
-    running, count = 0.0, 0
     step_model = model
     if compile and isinstance(task, DiffusionTask):
         step_model = _compiled_for_training(model)
