@@ -36,6 +36,8 @@ SOLVERS = {
     "diffpir": (25, 50, ("cs", "blur"), 0.6),
     "daps": (25, 50, ("cs", "blur"), 0.6),
 }
+#: the settings a solver documents as its posterior-faithful ones, where they are not its defaults
+POSTERIOR_SETTINGS = {"daps": {"exact_linear": True, "tweedie_r": True, "tau": None}}
 CASES = [
     (name, kind, sigma_y)
     for name, (_, _, kinds, _) in SOLVERS.items()
@@ -53,9 +55,10 @@ def _prior():
 def _fits(name: str, kind: str, sigma_y: float):
     problem = make_problem(kind, sigma_y, prior=_prior(), truth=1)
     steps, doubled, _, _ = SOLVERS[name]
+    hyper = POSTERIOR_SETTINGS.get(name, {})
     return (
-        posterior_fit(name, problem, n=N, steps=steps),
-        posterior_fit(name, problem, n=N, steps=doubled),
+        posterior_fit(name, problem, n=N, steps=steps, **hyper),
+        posterior_fit(name, problem, n=N, steps=doubled, **hyper),
     )
 
 
@@ -99,7 +102,7 @@ def test_sigma_y_changes_the_samples(name):
     out = {}
     for sigma_y in (0.01, 0.1):
         problem.noise = Gaussian(sigma_y)
-        out[sigma_y] = run_solver(name, problem, 64, 20, seed=0)
+        out[sigma_y] = run_solver(name, problem, 64, 20, seed=0, **POSTERIOR_SETTINGS.get(name, {}))
     assert (out[0.01] - out[0.1]).abs().max() > 1e-3
     if name != "red_diff":  # a point estimate (Mardani et al. 2024): no spread to compare
         mask = problem.operator.mask.bool()[0].expand_as(out[0.01][0])
