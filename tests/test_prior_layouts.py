@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -136,9 +138,9 @@ def test_pickled_bin_weights_are_refused_unopened_with_a_safe_conversion(
             invdiff.priors.load(folder)
     message = str(err.value)
     assert "weights_only=True" in message and "safetensors" in message
-    # the command in the message converts the file; the folder then loads
+    # the command in the message, run as a user would, converts the file; the folder then loads
     code = re.search(r'python3 -c "(.*)"', message).group(1)
-    exec(code, {})
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     loaded = invdiff.priors.load(folder)
     same_denoiser(loaded, unet, DDPMScheduler())
 
