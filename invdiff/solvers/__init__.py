@@ -7,6 +7,7 @@ invdiff.solvers.names()
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from typing import Any
@@ -119,39 +120,28 @@ def solve(
             "(invdiff never uses global randomness), "
             f"got {type(generator).__name__}"
         )
-    if not progress:
-        with operator.trusted():
-            return solver(
-                prior,
-                operator,
-                y,
-                noise,
-                steps=steps,
-                generator=generator,
-                callback=callback,
-                **hyper,
-            )
-    bar = Progress(name, solver.budget(steps, prior=prior, **hyper), steps)
+    bar = Progress(name, solver.budget(steps, prior=prior, **hyper), steps) if progress else None
 
     def report(step: Step) -> None:
         bar.callback(step)
         if callback is not None:
             callback(step)
 
-    try:
-        with operator.trusted(), prior.observe(bar.network):
-            return solver(
-                prior,
-                operator,
-                y,
-                noise,
-                steps=steps,
-                generator=generator,
-                callback=report,
-                **hyper,
-            )
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(operator.trusted())
+        if bar is not None:
+            stack.callback(bar.close)
+            stack.enter_context(prior.observe(bar.network))
+        return solver(
+            prior,
+            operator,
+            y,
+            noise,
+            steps=steps,
+            generator=generator,
+            callback=report if bar is not None else callback,
+            **hyper,
+        )
 
 
 def budget(name: str, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
