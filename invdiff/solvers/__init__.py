@@ -21,6 +21,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Progress, Solver, SolverMismatchError, Step
 from invdiff.solvers.costs import Budget
+from invdiff.solvers.hyper import Hyper, HyperparameterError
 
 # One file per solver; each registers itself on import.
 _SOLVER_MODULES: tuple[str, ...] = (
@@ -70,8 +71,9 @@ def solve(
     """Draw one posterior sample per measurement in ``y`` with the solver ``name``.
 
     ``generator`` is a ``torch.Generator`` (or an int seed turned into one on the prior's
-    device). The pairing of solver, prior, operator and noise, the shape and values of ``y``
-    and ``steps`` are checked before any work is done. ``progress=True`` shows a bar on stderr
+    device). The hyperparameters (against their declared ranges), the pairing of solver,
+    prior, operator and noise, the shape and values of ``y`` and ``steps`` are checked before
+    any work is done; ``Solver.check`` is that pairing check, and this is its only caller. ``progress=True`` shows a bar on stderr
     with the network evaluations done out of the run's budget (``budget(name, steps, ...)``),
     the step and the current noise level sigma. Returns ``N x C x H x W`` in [-1, 1].
     """
@@ -91,6 +93,7 @@ def solve(
             f"noise must be an invdiff noise model (invdiff.noise.Gaussian(sigma=...) or "
             f"Poisson(rate=...)), got {type(noise).__name__}"
         )
+    solver.hyperparameters(hyper)
     solver.check(prior, operator, noise)
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -182,6 +185,8 @@ def check_measurement_range(y: Tensor, operator: Operator, noise: Noise) -> None
 __all__ = [
     "Budget",
     "Callback",
+    "Hyper",
+    "HyperparameterError",
     "Progress",
     "Solver",
     "SolverMismatchError",

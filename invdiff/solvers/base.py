@@ -29,6 +29,9 @@ from torch import Tensor
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
+from invdiff.solvers.hyper import Hyper
+from invdiff.solvers.hyper import check as check_hypers
+from invdiff.solvers.hyper import describe as describe_hypers
 
 if TYPE_CHECKING:
     from invdiff.solvers.costs import Budget
@@ -36,6 +39,11 @@ if TYPE_CHECKING:
 
 class SolverMismatchError(TypeError):
     """A solver was paired with an operator, prior or noise model it cannot use."""
+
+
+class NoiseLevelMismatchError(SolverMismatchError, ValueError):
+    """The solver cannot use this noise level with this operator (e.g. DiffPIR's gradient
+    data step for a nonlinear operator divides by sigma_y^2, so it needs sigma_y > 0)."""
 
 
 class ShapeMismatchError(SolverMismatchError, ValueError):
@@ -67,15 +75,32 @@ class Solver:
     requires_prior: ClassVar[type[Prior]] = Prior
     #: the noise models it handles
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian, Poisson)
-    #: the paper's default hyperparameters (presets may override them)
+    #: an inpainting operator (``is_inpainting``) is needed, as RePaint's known half is a mask
+    requires_inpainting: ClassVar[bool] = False
+    #: operators outside this type need Gaussian noise with ``sigma_y > 0`` (None: any works)
+    noiseless_needs_operator: ClassVar[type[Operator] | None] = None
+    #: the declared hyperparameters (``invdiff.solvers.hyper``): default, type, range, doc
+    hypers: ClassVar[dict[str, Hyper]] = {}
+    #: the paper's default hyperparameters, derived from ``hypers`` (presets may override them)
     defaults: ClassVar[dict[str, Any]] = {}
     #: True when the solver differentiates through the prior network (DPS-like)
     differentiates_prior: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "hypers" in cls.__dict__:
+            cls.defaults = {k: h.default for k, h in cls.hypers.items()}
+        elif "defaults" in cls.__dict__:
+            # a solver declared with plain defaults (e.g. outside the package): names only
+            cls.hypers = {k: Hyper(v, "", kind=object) for k, v in cls.defaults.items()}
+
     def check(self, prior: Prior | type[Prior], operator: Operator, noise: Noise) -> None:
         """Raise a ``SolverMismatchError`` if this solver cannot use ``prior``, ``operator`` or
         ``noise``. ``prior`` may be a class, so that the command line checks a pairing before
-        it loads any weights (``invdiff.priors.describe`` gives the class of a folder)."""
+        it loads any weights (``invdiff.priors.describe`` gives the class of a folder).
+
+        Every capability is declared on the class (``requires_*``,
+        ``noiseless_needs_operator``); ``invdiff.solve`` is the only caller before a run."""
         name = self.registry_name or type(self).__name__
         prior_type = prior if isinstance(prior, type) else type(prior)
         if not issubclass(prior_type, self.requires_prior):
@@ -92,17 +117,37 @@ class Solver:
         if not isinstance(noise, self.requires_noise):
             want = " or ".join(t.__name__ for t in self.requires_noise)
             raise SolverMismatchError(f"solver {name!r} handles {want} noise, got {noise!r}")
+        if self.requires_inpainting and not getattr(type(operator), "is_inpainting", False):
+            raise SolverMismatchError(
+                f"solver {name!r} needs an inpainting operator (an SVDOperator with "
+                f"is_inpainting = True), got {type(operator).__name__} "
+                f"({operator.registry_name or 'unregistered'}); use ddrm, ddnm, pigdm or dps "
+                "for other operators"
+            )
+        needs = self.noiseless_needs_operator
+        if (
+            needs is not None
+            and not isinstance(operator, needs)
+            and isinstance(noise, Gaussian)
+            and float(noise.sigma) == 0
+        ):
+            raise NoiseLevelMismatchError(
+                f"solver {name!r} needs Gaussian noise with sigma_y > 0 for an operator that "
+                f"is not a {needs.__name__} ({type(operator).__name__}, "
+                f"{operator.registry_name or 'unregistered'}): its data step for such an "
+                "operator divides by sigma_y^2; measure with noise or pick another solver"
+            )
         _check_prior_fits(name, self.requires_prior, prior, operator)
 
     def hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
-        """The paper defaults overridden by ``hyper``; unknown names are an error."""
-        unknown = set(hyper) - set(self.defaults)
-        if unknown:
-            raise TypeError(
-                f"solver {self.registry_name!r} has no hyperparameter(s) {sorted(unknown)}; "
-                f"valid: {sorted(self.defaults)}"
-            )
-        return {**self.defaults, **hyper}
+        """The paper defaults overridden by ``hyper``, each value checked against its declared
+        type and range; a ``HyperparameterError`` names the solver, key, value and range."""
+        return check_hypers(self.registry_name or type(self).__name__, self.hypers, hyper)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, Any, str, str]]:
+        """``(name, default, valid values, doc)`` for each declared hyperparameter."""
+        return describe_hypers(cls.hypers)
 
     def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
         """What ``steps`` steps cost in network evaluations, without running the network."""

@@ -53,6 +53,7 @@ from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import karras_sigmas
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 
 #: ``grad_z U_data(z)`` for the current batch of x0 iterates.
 DataGradient = Callable[[Tensor], Tensor]
@@ -198,40 +199,24 @@ def likelihood_std(hp: dict[str, Any], noise: Noise) -> float:
     return max(float(noise.sigma), 1e-3)
 
 
-def check_hyper(hp: dict[str, Any]) -> None:
-    for key in ("ode_steps", "langevin_steps"):
-        if not isinstance(hp[key], int) or hp[key] < (1 if key == "ode_steps" else 0):
-            raise ValueError(
-                f"{key} must be a {'positive' if key == 'ode_steps' else 'non-negative'} "
-                f"integer, got {hp[key]!r}"
-            )
-    for key in ("lr", "tau", "sigma_max", "sigma_min", "ode_sigma_min", "rho"):
-        if key == "tau" and hp[key] is None:
-            continue
-        if not float(hp[key]) > 0:
-            raise ValueError(f"{key} must be > 0, got {hp[key]!r}")
-    if not 0 < float(hp["lr_min_ratio"]) <= 1:
-        raise ValueError(f"lr_min_ratio must be in (0, 1], got {hp['lr_min_ratio']!r}")
-
-
 @SOLVERS.register("daps")
 class DAPS(Solver):
     """Decoupled annealing posterior sampling in pixel space (see the module docstring)."""
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {
-        "ode_steps": 5,
-        "langevin_steps": 100,
-        "lr": 1e-4,
-        "lr_min_ratio": 0.01,
-        "tau": 0.01,
-        "exact_linear": False,
-        "tweedie_r": False,
-        "sigma_max": 100.0,
-        "sigma_min": 0.1,
-        "ode_sigma_min": 0.01,
-        "rho": 7.0,
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "ode_steps": Hyper(5, "Euler steps of the probability-flow ODE for x0_hat", ge=1),
+        "langevin_steps": Hyper(100, "Langevin steps per annealing step (Eq. 10)", ge=0),
+        "lr": Hyper(1e-4, "Langevin step size at the first annealing step", gt=0),
+        "lr_min_ratio": Hyper(0.01, "last Langevin step size over the first", gt=0, le=1),
+        "tau": Hyper(0.01, "likelihood std (None: sigma_y)", gt=0, optional=True, kind=float),
+        "exact_linear": Hyper(False, "draw Eq. 9 exactly for an SVDOperator"),
+        "tweedie_r": Hyper(False, "r_t = the Tweedie std instead of sigma_t"),
+        "sigma_max": Hyper(100.0, "top of the annealing schedule", gt=0),
+        "sigma_min": Hyper(0.1, "bottom of the annealing schedule", gt=0),
+        "ode_sigma_min": Hyper(0.01, "bottom of the ODE grid for x0_hat", gt=0),
+        "rho": Hyper(7.0, "poly-rho spacing of the schedules (EDM)", gt=0),
     }
 
     def __call__(
@@ -248,7 +233,6 @@ class DAPS(Solver):
     ) -> Tensor:
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        check_hyper(hp)
         check_shapes(prior.in_shape, operator, y)
         tau = likelihood_std(hp, noise)
         hp["tau"] = tau

@@ -58,6 +58,7 @@ from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.ddrm import spectral_measurement
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_schedule
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -68,11 +69,11 @@ class DDNM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {
-        "eta": 1.0,
-        "travel_length": 1,
-        "travel_repeat": 1,
-        "rcond": 3e-2,
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "eta": Hyper(1.0, "stochasticity of the DDIM-style step (0: deterministic)", ge=0, le=1),
+        "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
+        "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
+        "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
     }
 
     def __call__(
@@ -87,11 +88,8 @@ class DDNM(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         eta = float(hp["eta"])
-        if not 0 <= eta <= 1:
-            raise ValueError(f"ddnm: eta must lie in [0, 1], got {eta}")
         schedule = jump_schedule(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
         sigma_y = gaussian_sigma(noise)
         levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]

@@ -40,6 +40,7 @@ from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
@@ -66,7 +67,10 @@ class DDRM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"eta": 0.85, "eta_b": 1.0}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "eta": Hyper(0.85, "stochasticity of the Eq. 8 step (0: deterministic)", ge=0, le=1),
+        "eta_b": Hyper(1.0, "weight of ybar on the observed coordinates (Eq. 8)", ge=0, le=1),
+    }
 
     def __call__(
         self,
@@ -80,11 +84,8 @@ class DDRM(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         eta, eta_b = float(hp["eta"]), float(hp["eta_b"])
-        if not (0 <= eta <= 1 and 0 <= eta_b <= 1):
-            raise ValueError(f"ddrm: eta and eta_b must lie in [0, 1], got {eta}, {eta_b}")
         sigma_y = gaussian_sigma(noise)
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()
         sigmas_next = sigmas[1:] + [0.0]

@@ -47,6 +47,7 @@ from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.daps import check_shapes, normal_like
+from invdiff.solvers.hyper import Hyper
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -108,11 +109,13 @@ class DiffPIR(Solver):
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {
-        "lam": 1.0,
-        "zeta": 1.0,
-        "cg_iterations": 20,
-        "max_step": 0.5,
+    #: the gradient data step for a nonlinear operator has step size sigma_t^2 / (2 lam sigma_y^2)
+    noiseless_needs_operator: ClassVar[type[Operator] | None] = LinearOperator
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "lam": Hyper(1.0, "weight of the data proximal step (Eq. 14)", gt=0),
+        "zeta": Hyper(1.0, "share of fresh noise in the re-noising step (Eq. 15)", ge=0, le=1),
+        "cg_iterations": Hyper(20, "CG iterations of the proximal step (linear, no SVD)", ge=1),
+        "max_step": Hyper(0.5, "largest gradient step for a nonlinear operator", gt=0),
     }
 
     def __call__(
@@ -127,25 +130,11 @@ class DiffPIR(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         lam, zeta, max_step = float(hp["lam"]), float(hp["zeta"]), float(hp["max_step"])
-        if not lam > 0:
-            raise ValueError(f"lam must be > 0, got {lam}")
-        if not 0 <= zeta <= 1:
-            raise ValueError(f"zeta must be in [0, 1], got {zeta}")
-        if not (isinstance(hp["cg_iterations"], int) and hp["cg_iterations"] >= 1):
-            raise ValueError(
-                f"cg_iterations must be a positive integer, got {hp['cg_iterations']!r}"
-            )
         check_shapes(prior.in_shape, operator, y)
         sigma_n = float(noise.sigma)
         linear = isinstance(operator, LinearOperator)
-        if not linear and sigma_n == 0:
-            raise ValueError(
-                "diffpir's gradient data step for a nonlinear operator needs sigma_y > 0 "
-                "(its step size is sigma_t^2 / (2 lam sigma_y^2))"
-            )
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()  # validates steps against the grid
         n = y.shape[0]
         with torch.no_grad():

@@ -66,6 +66,7 @@ from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
 #: ``"gaussian"``: the noise-aware step; ``"paper"``: the released zeta / ||r|| step
@@ -104,7 +105,12 @@ class DPS(Solver):
 
     requires_operator = Operator
     requires_noise = (Gaussian, Poisson)
-    defaults: ClassVar[dict[str, Any]] = {"zeta": 1.0, "likelihood": "gaussian"}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0),
+        "likelihood": Hyper(
+            "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
+        ),
+    }
     differentiates_prior = True
 
     def __call__(
@@ -119,14 +125,9 @@ class DPS(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         zeta = float(hp["zeta"])
-        if not zeta >= 0:
-            raise ValueError(f"dps: zeta must be >= 0, got {zeta}")
         likelihood = hp["likelihood"]
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"dps: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device

@@ -13,6 +13,7 @@ released LatentDAPS-100 settings with Langevin dynamics (50 annealing x 2 ODE st
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -23,7 +24,8 @@ from invdiff.operators.base import Operator
 from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver
-from invdiff.solvers.daps import DAPS, anneal, check_hyper, check_shapes
+from invdiff.solvers.daps import DAPS, anneal, check_shapes
+from invdiff.solvers.hyper import Hyper
 
 
 @SOLVERS.register("latent_daps")
@@ -35,12 +37,12 @@ class LatentDAPS(Solver):
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
     # the pixel solver's exact draw needs an SVD in image space, which the decoder breaks; the
     # latent settings keep the paper's tuned tau
-    defaults: ClassVar[dict[str, Any]] = {
-        **{k: v for k, v in DAPS.defaults.items() if k not in ("exact_linear",)},
-        "ode_steps": 2,
-        "langevin_steps": 50,
-        "lr": 2e-6,
-        "tau": 0.01,
+    hypers: ClassVar[dict[str, Hyper]] = {
+        **{k: h for k, h in DAPS.hypers.items() if k != "exact_linear"},
+        "ode_steps": replace(DAPS.hypers["ode_steps"], default=2),
+        "langevin_steps": replace(DAPS.hypers["langevin_steps"], default=50),
+        "lr": replace(DAPS.hypers["lr"], default=2e-6),
+        "tau": replace(DAPS.hypers["tau"], default=0.01),
     }
 
     def __call__(
@@ -57,7 +59,6 @@ class LatentDAPS(Solver):
     ) -> Tensor:
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        check_hyper(hp)
         check_shapes(prior.image_shape, operator, y, what="latent prior's decoder")
         scale = 1.0 / (2 * float(hp["tau"]) ** 2)
 

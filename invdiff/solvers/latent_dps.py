@@ -32,6 +32,7 @@ from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.daps import check_shapes, normal_like
+from invdiff.solvers.hyper import Hyper
 
 #: ``(z_t, z0_hat) -> per-sample guidance loss`` (shape ``N``), differentiable in ``z_t``.
 GuidanceLoss = Callable[[Tensor, Tensor], Tensor]
@@ -93,7 +94,9 @@ class LatentDPS(Solver):
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_prior: ClassVar[type[Prior]] = LatentPrior
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"zeta": 1.0}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "zeta": Hyper(1.0, "step scale of the data gradient", ge=0),
+    }
     differentiates_prior: ClassVar[bool] = True
 
     def __call__(
@@ -108,11 +111,8 @@ class LatentDPS(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         zeta = float(hp["zeta"])
-        if not zeta >= 0:
-            raise ValueError(f"zeta must be >= 0, got {hp['zeta']!r}")
         check_shapes(prior.image_shape, operator, y, what="latent prior's decoder")
 
         def loss(zt: Tensor, z0: Tensor) -> Tensor:

@@ -40,6 +40,7 @@ from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
 
@@ -49,7 +50,10 @@ class PiGDM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"eta": 1.0, "scale": 1.0}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "eta": Hyper(1.0, "stochasticity of the DDIM step (0: deterministic)", ge=0, le=1),
+        "scale": Hyper(1.0, "multiplier of the pseudo-inverse guidance"),
+    }
     differentiates_prior = True
 
     def __call__(
@@ -64,11 +68,8 @@ class PiGDM(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         eta, scale = float(hp["eta"]), float(hp["scale"])
-        if not 0 <= eta <= 1:
-            raise ValueError(f"pigdm: eta must lie in [0, 1], got {eta}")
         sigma_y = gaussian_sigma(noise)
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()
         sigmas_next = sigmas[1:] + [0.0]

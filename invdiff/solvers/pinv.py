@@ -18,6 +18,7 @@ from invdiff.operators.base import LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tikhonov import conjugate_gradient_fixed
 
 
@@ -27,7 +28,7 @@ class PseudoInverse(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
-    defaults: ClassVar[dict[str, Any]] = {}
+    hypers: ClassVar[dict[str, Hyper]] = {}
 
     def __call__(
         self,
@@ -41,7 +42,6 @@ class PseudoInverse(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         self.hyperparameters(hyper)
         with torch.no_grad():
             if isinstance(operator, SVDOperator):

@@ -28,6 +28,7 @@ from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver
 from invdiff.solvers.daps import check_shapes
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.latent_dps import guided_latent_ancestral, residual_norm
 
 
@@ -38,7 +39,10 @@ class PSLD(Solver):
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_prior: ClassVar[type[Prior]] = LatentPrior
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"omega": 1.0, "gamma": 0.1}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "omega": Hyper(1.0, "step scale of the measurement term", ge=0),
+        "gamma": Hyper(0.1, "step scale of the gluing (encoder fixed-point) term", ge=0),
+    }
     differentiates_prior: ClassVar[bool] = True
 
     def __call__(
@@ -53,11 +57,8 @@ class PSLD(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         omega, gamma = float(hp["omega"]), float(hp["gamma"])
-        if not (omega >= 0 and gamma >= 0):
-            raise ValueError(f"omega and gamma must be >= 0, got {hp['omega']!r}, {hp['gamma']!r}")
         check_shapes(prior.image_shape, operator, y, what="latent prior's decoder")
         with torch.no_grad():
             pinv_y = operator.pinv(y)

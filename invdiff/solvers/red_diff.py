@@ -39,6 +39,7 @@ from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Callback, Solver, Step
 from invdiff.solvers.daps import check_shapes, normal_like
+from invdiff.solvers.hyper import Hyper
 
 
 @SOLVERS.register("red_diff")
@@ -47,15 +48,15 @@ class REDDiff(Solver):
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {
-        "lam": 0.25,
-        "lr": 0.25,
-        "obs_weight": 1.0,
-        "sigma_ref": 0.05,
-        "beta1": 0.9,
-        "beta2": 0.99,
-        "adam_eps": 1e-8,
-        "rcond": 3e-2,
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "lam": Hyper(0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0),
+        "lr": Hyper(0.25, "Adam learning rate", gt=0),
+        "obs_weight": Hyper(1.0, "weight of the measurement term at sigma_ref", ge=0),
+        "sigma_ref": Hyper(0.05, "noise level at which obs_weight is set", gt=0),
+        "beta1": Hyper(0.9, "Adam first-moment decay", ge=0, lt=1),
+        "beta2": Hyper(0.99, "Adam second-moment decay", ge=0, lt=1),
+        "adam_eps": Hyper(1e-8, "Adam denominator floor", gt=0),
+        "rcond": Hyper(3e-2, "relative singular-value cut-off of the initial A^+ y", ge=0, le=1),
     }
 
     def __call__(
@@ -70,17 +71,8 @@ class REDDiff(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
-        for key in ("lr", "adam_eps", "sigma_ref"):
-            if not float(hp[key]) > 0:
-                raise ValueError(f"{key} must be > 0, got {hp[key]!r}")
-        for key in ("lam", "obs_weight"):
-            if not float(hp[key]) >= 0:
-                raise ValueError(f"{key} must be >= 0, got {hp[key]!r}")
         b1, b2 = float(hp["beta1"]), float(hp["beta2"])
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"beta1 and beta2 must be in [0, 1), got {b1}, {b2}")
         check_shapes(prior.in_shape, operator, y)
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()
         lam, lr, eps_adam = float(hp["lam"]), float(hp["lr"]), float(hp["adam_eps"])

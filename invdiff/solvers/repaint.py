@@ -43,7 +43,8 @@ from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, SolverMismatchError, Step
+from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
@@ -79,17 +80,12 @@ class RePaint(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
-    defaults: ClassVar[dict[str, Any]] = {"jump_length": 10, "jump_n_sample": 10, "clip_x0": True}
-
-    def check(self, prior: Prior, operator: Operator, noise: Noise) -> None:
-        super().check(prior, operator, noise)
-        if not type(operator).is_inpainting:
-            raise SolverMismatchError(
-                "solver 'repaint' needs an inpainting operator (an SVDOperator with "
-                f"is_inpainting = True), got {type(operator).__name__} "
-                f"({operator.registry_name or 'unregistered'}); use ddrm, ddnm, pigdm or dps "
-                "for other operators"
-            )
+    requires_inpainting = True
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
+        "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
+        "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
+    }
 
     def __call__(
         self,
@@ -103,7 +99,6 @@ class RePaint(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         schedule = jump_schedule(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
         sigma_y = gaussian_sigma(noise)

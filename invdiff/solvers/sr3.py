@@ -25,6 +25,7 @@ from invdiff.priors.base import ConditionalPrior, Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver
 from invdiff.solvers.daps import check_shapes
+from invdiff.solvers.hyper import Hyper
 
 
 @SOLVERS.register("sr3")
@@ -33,7 +34,7 @@ class SR3(Solver):
 
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_prior: ClassVar[type[Prior]] = ConditionalPrior
-    defaults: ClassVar[dict[str, Any]] = {}
+    hypers: ClassVar[dict[str, Hyper]] = {}
 
     def __call__(
         self,
@@ -47,7 +48,6 @@ class SR3(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         self.hyperparameters(hyper)
         check_shapes(prior.in_shape, operator, y)
         from invdiff.priors.sr3 import SR3Prior

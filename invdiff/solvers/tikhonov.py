@@ -25,6 +25,7 @@ from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 
 #: standard deviation of the white Gaussian image model behind the default lambda
 IMAGE_STD = 0.5
@@ -88,7 +89,15 @@ class Tikhonov(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
-    defaults: ClassVar[dict[str, Any]] = {"lam": None}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "lam": Hyper(
+            None,
+            "regularisation weight (None: from the noise level)",
+            ge=0,
+            optional=True,
+            kind=float,
+        ),
+    }
 
     def __call__(
         self,
@@ -102,11 +111,8 @@ class Tikhonov(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         lam = noise_variance(noise) / IMAGE_STD**2 if hp["lam"] is None else float(hp["lam"])
-        if not lam >= 0:
-            raise ValueError(f"tikhonov: lam must be >= 0, got {lam}")
 
         def report(i: int, x: Tensor) -> None:
             if callback is not None:

@@ -34,6 +34,7 @@ from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tikhonov import noise_variance
 
 #: mean absolute image gradient assumed by the default lambda
@@ -68,7 +69,11 @@ class TotalVariation(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
-    defaults: ClassVar[dict[str, Any]] = {"lam": None}
+    hypers: ClassVar[dict[str, Hyper]] = {
+        "lam": Hyper(
+            None, "TV weight (None: from the noise level)", ge=0, optional=True, kind=float
+        ),
+    }
 
     def __call__(
         self,
@@ -82,11 +87,8 @@ class TotalVariation(Solver):
         callback: Callback | None = None,
         **hyper: Any,
     ) -> Tensor:
-        self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         lam = noise_variance(noise) / GRADIENT_SCALE if hp["lam"] is None else float(hp["lam"])
-        if not lam >= 0:
-            raise ValueError(f"tv: lam must be >= 0, got {lam}")
         device = y.device
         shape = (y.shape[0], *operator.in_shape)
         with torch.no_grad():

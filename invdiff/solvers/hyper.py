@@ -1,0 +1,136 @@
+"""Solver hyperparameters declared as data: default, type, valid range or choices, one line of doc.
+
+Each solver lists its hyperparameters once::
+
+    hypers = {
+        "eta": Hyper(0.85, "DDIM-style stochasticity of Eq. 8", ge=0, le=1),
+        "likelihood": Hyper("gaussian", "the data step", choices=("gaussian", "paper")),
+    }
+
+and ``Solver.hyperparameters`` checks names, types and ranges against it. The command line's
+``--set``, the suite parser and ``invdiff.solve`` all go through that one check, so an
+out-of-range value fails at parse time, before any data or prior is loaded, with a
+``HyperparameterError`` naming the solver, the key, the value and what is valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class HyperparameterError(ValueError, TypeError):
+    """An unknown hyperparameter, or a value of the wrong type or out of its declared range.
+
+    Both a ``ValueError`` and a ``TypeError``: callers that caught either keep working.
+    """
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One declared hyperparameter.
+
+    ``kind`` is the accepted type (``float`` also accepts an int; ``bool`` is never a
+    number); it defaults to the type of ``default``. ``ge``/``gt``/``le``/``lt`` bound a
+    number, ``choices`` lists the valid values, ``optional`` accepts ``None`` (a value the
+    solver derives from the problem, e.g. ``lam`` from the noise level).
+    """
+
+    default: Any
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[Any, ...] | None = None
+    optional: bool = False
+    kind: type | None = None
+
+    @property
+    def type(self) -> type:
+        if self.kind is not None:
+            return self.kind
+        return type(self.default)
+
+    def valid(self) -> str:
+        """What values are valid, in words: ``a number in [0, 1]``, ``one of 'a', 'b'``."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(repr, self.choices))
+        else:
+            kind = self.type
+            text = {
+                bool: "true or false",
+                int: "an integer",
+                float: "a number",
+                object: "any value",
+            }.get(kind, f"a {kind.__name__}")
+            bounds = self._bounds()
+            if bounds:
+                text += " " + bounds
+        return text + (" or None" if self.optional else "")
+
+    def _bounds(self) -> str:
+        low = (self.ge, "[") if self.ge is not None else (self.gt, "(")
+        high = (self.le, "]") if self.le is not None else (self.lt, ")")
+        if low[0] is not None and high[0] is not None:
+            return f"in {low[1]}{_num(low[0])}, {_num(high[0])}{high[1]}"
+        if low[0] is not None:
+            return f"{'>=' if low[1] == '[' else '>'} {_num(low[0])}"
+        if high[0] is not None:
+            return f"{'<=' if high[1] == ']' else '<'} {_num(high[0])}"
+        return ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid, or None when it is."""
+        if value is None:
+            return None if self.optional else "must not be None"
+        if self.choices is not None:
+            return None if value in self.choices else "is not a valid choice"
+        kind = self.type
+        if kind is object:  # declared by name only
+            return None
+        if kind is bool:
+            return None if isinstance(value, bool) else "must be true or false"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be {'an integer' if kind is int else 'a number'}"
+        if kind is int and not isinstance(value, int):
+            return "must be an integer"
+        # ``not (value >= ge)`` so that NaN is out of every range
+        if (
+            (self.ge is not None and not value >= self.ge)
+            or (self.gt is not None and not value > self.gt)
+            or (self.le is not None and not value <= self.le)
+            or (self.lt is not None and not value < self.lt)
+        ):
+            return "is out of range"
+        return None
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def check(solver: str, hypers: dict[str, Hyper], given: dict[str, Any]) -> dict[str, Any]:
+    """The declared defaults overridden by ``given``, after checking every given value.
+
+    Raises ``HyperparameterError`` naming ``solver``, the key, the value and the valid range.
+    """
+    unknown = sorted(set(given) - set(hypers))
+    if unknown:
+        raise HyperparameterError(
+            f"solver {solver!r} has no hyperparameter(s) {unknown}; valid: {sorted(hypers)}"
+        )
+    for key, value in given.items():
+        spec = hypers[key]
+        why = spec.problem(value)
+        if why is not None:
+            raise HyperparameterError(
+                f"solver {solver!r}: hyperparameter {key} = {value!r} {why}; valid: "
+                f"{spec.valid()} ({spec.doc})"
+            )
+    return {**{k: h.default for k, h in hypers.items()}, **given}
+
+
+def describe(hypers: dict[str, Hyper]) -> list[tuple[str, Any, str, str]]:
+    """``(name, default, valid values, doc)`` per hyperparameter, for listings."""
+    return [(k, h.default, h.valid(), h.doc) for k, h in hypers.items()]
