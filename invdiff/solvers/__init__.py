@@ -73,9 +73,10 @@ def solve(
     ``generator`` is a ``torch.Generator`` (or an int seed turned into one on the prior's
     device). The hyperparameters (against their declared ranges), the pairing of solver,
     prior, operator and noise, the shape and values of ``y`` and ``steps`` are checked before
-    any work is done; ``Solver.check`` is that pairing check, and this is its only caller. ``progress=True`` shows a bar on stderr
-    with the network evaluations done out of the run's budget (``budget(name, steps, ...)``),
-    the step and the current noise level sigma. Returns ``N x C x H x W`` in [-1, 1].
+    any work is done; ``Solver.check`` is that pairing check, and this is its only caller.
+    ``progress=True`` shows a bar on stderr with the network evaluations done out of the run's
+    budget (``budget(name, steps, ...)``), the step and the current noise level sigma.
+    Returns ``N x C x H x W`` in [-1, 1].
     """
     solver = get(name)
     if not isinstance(operator, Operator):
