@@ -7,8 +7,9 @@ paths, so moving code never breaks a benchmark file.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +50,22 @@ class Registry(Generic[T]):
             return entry
 
         return decorate
+
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry ``name`` (for tests that register a temporary one)."""
+        entry = self.entry(name)
+        del self._entries[name]
+        return entry
+
+    @contextlib.contextmanager
+    def registered(self, name: str, entry: T) -> Iterator[T]:
+        """Register ``entry`` as ``name`` for the ``with`` block only, so that a test's
+        temporary entry never leaks into other tests."""
+        self.register(name)(entry)
+        try:
+            yield entry
+        finally:
+            self.unregister(name)
 
     def entry(self, name: str) -> T:
         """The registered class or function itself."""

@@ -20,7 +20,7 @@ The VP chain and sigma-space are one chain: ``x_sigma = x_t / sqrt(abar_t)`` wit
 ``sigma_t^2 = (1 - abar_t) / abar_t``, so the DDPM/DDIM updates below are the papers' updates
 rescaled, and run on ``prior.sigmas`` without interpolation.
 
-``callback`` receives an ``invdiff.solvers.base.Step`` after every step; ``steps`` counts
+``callback`` receives an ``invdiff.diffusion.Step`` after every step; ``steps`` counts
 steps (for ``ddpm``/``ddim`` it is also the number of network evaluations). Samples in a batch
 are independent: every norm or step size is per sample.
 
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from invdiff.diffusion.schedules import prior_karras_sigmas, vp_sigmas_for_steps
+from invdiff.diffusion.steps import Callback, Step, ddim_step, ddpm_step
 from invdiff.priors.base import Prior
 from invdiff.registry import Registry
-from invdiff.schedules import prior_karras_sigmas, vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Step
 
 
 class Sampler(Protocol):
@@ -124,25 +124,6 @@ def _emit(
 # ----------------------------------------------------------------------------- DDPM / DDIM
 
 
-def ddim_step(
-    x: Tensor, x0: Tensor, sigma: float, sigma_next: float, eta: float, noise: Tensor
-) -> Tensor:
-    """One DDIM step from ``sigma`` to ``sigma_next < sigma`` (Song et al. 2021, Eq. 12).
-
-    With ``eps = (x - x0) / sigma`` and the bridge standard deviation
-    ``c = eta * sigma_next * sqrt(1 - sigma_next^2 / sigma^2)``:
-    ``x_next = x0 + sqrt(sigma_next^2 - c^2) * eps + c * z``.
-    ``c`` is DDIM's ``sigma_t(eta)`` (their Eq. 16) divided by ``sqrt(abar_next)``; ``eta = 1``
-    is the DDPM posterior ``q(x_next | x, x0)`` and ``eta = 0`` the deterministic DDIM.
-    ``sigma_next = 0`` returns ``x0``.
-    """
-    if sigma_next == 0:
-        return x0
-    eps = (x - x0) / sigma
-    c = eta * sigma_next * math.sqrt(max(1 - sigma_next**2 / sigma**2, 0.0))
-    return x0 + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * eps + c * noise
-
-
 def ddpm(
     prior: Prior,
     n: int,
@@ -178,9 +159,7 @@ def ddpm(
             if s_next == 0:
                 x = x0
             else:
-                ratio = (s_next / s) ** 2
-                std = s_next * math.sqrt(1 - ratio)
-                x = x0 + ratio * (x - x0) + std * _randn(n, prior, generator)
+                x = ddpm_step(x, x0, s, s_next, _randn(n, prior, generator))
             _emit(callback, i, steps, x, x0, s_next)
     return x
 

@@ -34,6 +34,7 @@ import invdiff
 from invdiff.metrics import sliced_wasserstein
 from invdiff.noise import Gaussian
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.priors.base import ConditionalPrior, LatentPrior
 from invdiff.priors.gmm import GaussianMixturePrior
 from invdiff.registry import OPERATORS
 
@@ -48,6 +49,8 @@ MIXTURES: dict[str, tuple[int, int, tuple[int, int, int], int, float]] = {
     "m24": (24, 6, (1, 4, 6), 11, 0.8),
 }
 SIGMA_YS = (0.01, 0.05, 0.1)
+#: the latent double: 2 x 2 x 2 latents decoded into 1 x 4 x 4 images
+IMAGE_SHAPE, LATENT_SHAPE = (1, 4, 4), (2, 2, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +187,74 @@ def make_operator(
     if kind == "blur":
         return invdiff.operators.get("gaussian_blur", in_shape=in_shape, size=3, sigma=0.8)
     raise ValueError(f"operator kind must be one of {OPERATOR_KINDS}, got {kind!r}")
+
+
+class LinearLatentPrior(LatentPrior):
+    """A Gaussian-mixture latent prior with an orthonormal linear decoder (exact test double)."""
+
+    def __init__(
+        self, latent: GaussianMixturePrior, decoder: Tensor, image_shape: tuple[int, int, int]
+    ):
+        super().__init__()
+        self.latent = latent
+        self.in_shape, self.sigmas = latent.in_shape, latent.sigmas
+        self.image_shape = image_shape
+        self.q = decoder.float()  # D x d, orthonormal columns
+        self.q64 = decoder.double()
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        return self.latent.denoise(x, sigma, cond)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return (z.reshape(z.shape[0], -1) @ self.q.T).reshape(z.shape[0], *self.image_shape)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return (x.reshape(x.shape[0], -1) @ self.q).reshape(x.shape[0], *self.in_shape)
+
+
+def make_latent_prior() -> LinearLatentPrior:
+    g = torch.Generator().manual_seed(4)
+    latent = GaussianMixturePrior.random(8, 3, in_shape=LATENT_SHAPE, generator=g, scale=0.7)
+    q, _ = torch.linalg.qr(torch.randn(16, 8, generator=g, dtype=torch.float64))
+    return LinearLatentPrior(latent, q, IMAGE_SHAPE)
+
+
+class ExactPosteriorPrior(ConditionalPrior):
+    """The exact conditional prior ``p(x | y)`` of the Gaussian-mixture test bed.
+
+    ``condition(y)`` writes the ``m`` measurement values into the first ``m`` pixels of an
+    image-sized tensor (SR3's conditioning is image-shaped); ``denoise`` reads them back and
+    returns the Tweedie denoiser of the closed-form posterior mixture for that ``y``.
+    """
+
+    def __init__(self, prior: GaussianMixturePrior, matrix: Tensor, sigma_y: float):
+        super().__init__()
+        self.prior, self.matrix, self.sigma_y = prior, matrix, sigma_y
+        self.in_shape, self.sigmas = prior.in_shape, prior.sigmas
+        self._posteriors: dict[bytes, GaussianMixturePrior] = {}
+
+    def condition(self, y: Tensor) -> Tensor:
+        flat = torch.zeros(y.shape[0], math.prod(self.in_shape))
+        flat[:, : self.matrix.shape[0]] = y.reshape(y.shape[0], -1)
+        return flat.reshape(y.shape[0], *self.in_shape)
+
+    def _posterior(self, y: Tensor) -> GaussianMixturePrior:
+        key = y.numpy().tobytes()
+        if key not in self._posteriors:
+            post = self.prior.posterior(self.matrix, self.sigma_y, y)
+            self._posteriors[key] = GaussianMixturePrior(
+                post.weights, post.means, post.covs, self.in_shape, self.sigmas
+            )
+        return self._posteriors[key]
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        ys = cond.reshape(cond.shape[0], -1)[:, : self.matrix.shape[0]]
+        unique, inverse = torch.unique(ys, dim=0, return_inverse=True)
+        out = torch.empty_like(x)
+        for k in range(unique.shape[0]):
+            rows = inverse == k
+            out[rows] = self._posterior(unique[k]).denoise(x[rows], sigma[rows], None)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

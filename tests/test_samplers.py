@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from invdiff import samplers
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.metrics import sliced_wasserstein
 from invdiff.priors.base import Prior
 from invdiff.priors.gmm import GaussianMixturePrior
-from invdiff.schedules import vp_sigmas_for_steps
 from invdiff.solvers.base import Step
 
 N = 1024

@@ -19,7 +19,14 @@ from invdiff.noise import Noise
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Progress, Solver, SolverMismatchError, Step
+from invdiff.solvers.base import (
+    Callback,
+    ContractSetting,
+    Progress,
+    Solver,
+    SolverMismatchError,
+    Step,
+)
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper, HyperparameterError
 
@@ -186,6 +193,7 @@ def check_measurement_range(y: Tensor, operator: Operator, noise: Noise) -> None
 __all__ = [
     "Budget",
     "Callback",
+    "ContractSetting",
     "Hyper",
     "HyperparameterError",
     "Progress",

@@ -19,13 +19,13 @@ A solver is a registered class with one ``__call__``::
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.steps import Callback, Step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
@@ -51,18 +51,23 @@ class ShapeMismatchError(SolverMismatchError, ValueError):
     much as a pairing one, hence both base classes)."""
 
 
-@dataclass
-class Step:
-    """What a callback sees after every solver step."""
+@dataclass(frozen=True)
+class ContractSetting:
+    """A solver's cheap setting for the registry-wide contract tests, as operators give
+    ``example()``: the tests run every registered solver on it without a list to edit.
 
-    index: int  # 0-based step number
-    total: int  # number of steps
-    x: Tensor  # current iterate (image space, or latent space for a latent solver)
-    x0: Tensor | None  # current estimate of the clean image, when the solver has one
-    sigma: float | None  # current noise level, when the solver has one
+    ``prior`` names the kind of test prior (``"pixel"``, ``"latent"`` or ``"conditional"``,
+    the test doubles with an exact posterior), ``operator`` a registered operator built for
+    the prior's images with ``operator_args``; ``steps`` and ``hyper`` keep the run cheap
+    (not good). ``stochastic`` says whether two seeds give different samples.
+    """
 
-
-Callback = Callable[[Step], None]
+    prior: str = "pixel"
+    operator: str = "inpainting_random"
+    operator_args: dict[str, Any] = field(default_factory=lambda: {"missing": 0.5, "seed": 1})
+    steps: int = 5
+    hyper: dict[str, Any] = field(default_factory=dict)
+    stochastic: bool = True
 
 
 class Solver:
@@ -85,6 +90,8 @@ class Solver:
     defaults: ClassVar[dict[str, Any]] = {}
     #: True when the solver differentiates through the prior network (DPS-like)
     differentiates_prior: ClassVar[bool] = False
+    #: the cheap setting the contract tests run it on (tests/test_solver_contract.py)
+    contract: ClassVar[ContractSetting] = ContractSetting()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -47,43 +47,20 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from invdiff.diffusion.schedules import karras_sigmas
+from invdiff.diffusion.steps import euler_step
 from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator, operator_norm_sq
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
-from invdiff.schedules import karras_sigmas
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
+from invdiff.solvers.common import check_shapes, normal_like
 from invdiff.solvers.hyper import Hyper
 
 #: ``grad_z U_data(z)`` for the current batch of x0 iterates.
 DataGradient = Callable[[Tensor], Tensor]
 #: ``(x0_hat, r_t, noise buffer) -> a sample of p(x0 | x_t, y)`` drawn exactly (linear A).
 ConditionalSampler = Callable[[Tensor, float, Tensor], Tensor]
-
-
-def normal_like(x: Tensor, generator: torch.Generator, out: Tensor | None = None) -> Tensor:
-    """Standard normal noise shaped like ``x``, drawn on the generator's device.
-
-    ``out`` (a buffer on the generator's device) is refilled in place and reused, so the inner
-    loops allocate nothing when the generator lives on ``x``'s device.
-    """
-    if out is None:
-        out = torch.empty(x.shape, dtype=x.dtype, device=generator.device)
-    out.normal_(generator=generator)
-    return out if out.device == x.device else out.to(x.device, non_blocking=True)
-
-
-def check_shapes(
-    prior_shape: tuple[int, ...], operator: Operator, y: Tensor, what: str = "prior"
-) -> None:
-    """The operator acts on the prior's images; ``y`` is a batch of its measurements."""
-    if tuple(operator.in_shape) != tuple(prior_shape):
-        raise ValueError(
-            f"the operator acts on images of shape {tuple(operator.in_shape)} but the {what} "
-            f"models images of shape {tuple(prior_shape)}"
-        )
-    if y.ndim < 2 or y.shape[0] < 1:
-        raise ValueError(f"y must be a batch of measurements (N x ...), got shape {tuple(y.shape)}")
 
 
 def annealing_sigmas(
@@ -116,7 +93,7 @@ def ode_x0(
         x0 = prior.x0(x, s)
         if s_next == 0:
             return x0
-        x = x + (s_next - s) / s * (x - x0)
+        x = euler_step(x, x0, s, s_next)
     return x  # pragma: no cover - the grid always ends at 0
 
 
@@ -205,6 +182,7 @@ class DAPS(Solver):
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    contract = ContractSetting(steps=4, hyper={"ode_steps": 2, "langevin_steps": 3})
     hypers: ClassVar[dict[str, Hyper]] = {
         "ode_steps": Hyper(5, "Euler steps of the probability-flow ODE for x0_hat", ge=1),
         "langevin_steps": Hyper(100, "Langevin steps per annealing step (Eq. 10)", ge=0),

@@ -51,12 +51,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
+from invdiff.diffusion.steps import ddim_coefficients, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.ddrm import spectral_measurement
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_schedule
@@ -69,6 +70,7 @@ class DDNM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
+    contract = ContractSetting(steps=8, hyper={"travel_length": 2, "travel_repeat": 2})
     hypers: ClassVar[dict[str, Hyper]] = {
         "eta": Hyper(1.0, "stochasticity of the DDIM-style step (0: deterministic)", ge=0, le=1),
         "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
@@ -115,14 +117,11 @@ class DDNM(Solver):
         for i, (k, k_next) in enumerate(zip(schedule[:-1], schedule[1:])):
             sa, sb = levels[k], levels[k_next]
             if k_next > k:  # time travel: forward diffusion back up (Alg. 3)
-                x = x + math.sqrt(sb**2 - sa**2) * operator.V(
-                    z.normal_(generator=generator).to(device)
-                )
+                x = renoise(x, sa, sb, operator.V(z.normal_(generator=generator).to(device)))
             else:
                 with torch.no_grad():
                     x0 = prior.x0(x, sa)
-                std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
-                c = math.sqrt(max(sb**2 - std**2, 0.0))
+                c, std = ddim_coefficients(sa, sb, eta)
                 q = c / sa
                 # Eq. 18-19 with the noise of ybar counted once: x_a already carries
                 # kappa * (that noise), the same realisation, so the largest lambda keeps the

@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -67,6 +67,7 @@ class DDRM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
+    contract = ContractSetting(steps=8)
     hypers: ClassVar[dict[str, Hyper]] = {
         "eta": Hyper(0.85, "stochasticity of the Eq. 8 step (0: deterministic)", ge=0, le=1),
         "eta_b": Hyper(1.0, "weight of ybar on the observed coordinates (Eq. 8)", ge=0, le=1),

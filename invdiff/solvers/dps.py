@@ -60,12 +60,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
+from invdiff.diffusion.steps import ddpm_step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
@@ -105,6 +106,7 @@ class DPS(Solver):
 
     requires_operator = Operator
     requires_noise = (Gaussian, Poisson)
+    contract = ContractSetting(steps=8)
     hypers: ClassVar[dict[str, Hyper]] = {
         "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0),
         "likelihood": Hyper(
@@ -172,9 +174,8 @@ class DPS(Solver):
                 (grad,) = torch.autograd.grad(x0, xa, grad_outputs=u)
             x0 = x0.detach()
             ratio = (sb / sa) ** 2
-            x = x0 + ratio * (xa.detach() - x0)
-            if sb > 0:
-                x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
+            fresh = z.normal_(generator=generator).to(device) if sb > 0 else None
+            x = ddpm_step(xa.detach(), x0, sa, sb, fresh)
             if likelihood == "paper":
                 step = (
                     zeta

@@ -23,8 +23,9 @@ from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import Operator
 from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver
-from invdiff.solvers.daps import DAPS, anneal, check_shapes
+from invdiff.solvers.base import Callback, ContractSetting, Solver
+from invdiff.solvers.common import check_shapes
+from invdiff.solvers.daps import DAPS, anneal
 from invdiff.solvers.hyper import Hyper
 
 
@@ -37,6 +38,7 @@ class LatentDAPS(Solver):
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
     # the pixel solver's exact draw needs an SVD in image space, which the decoder breaks; the
     # latent settings keep the paper's tuned tau
+    contract = ContractSetting(prior="latent", steps=4, hyper={"ode_steps": 2, "langevin_steps": 3})
     hypers: ClassVar[dict[str, Hyper]] = {
         **{k: h for k, h in DAPS.hypers.items() if k != "exact_linear"},
         "ode_steps": replace(DAPS.hypers["ode_steps"], default=2),

@@ -25,13 +25,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
+from invdiff.diffusion.steps import ddpm_step
 from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import Operator
 from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
-from invdiff.solvers.daps import check_shapes, normal_like
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
+from invdiff.solvers.common import check_shapes, normal_like
 from invdiff.solvers.hyper import Hyper
 
 #: ``(z_t, z0_hat) -> per-sample guidance loss`` (shape ``N``), differentiable in ``z_t``.
@@ -74,12 +75,7 @@ def guided_latent_ancestral(
             if s_next == 0:
                 z = z0
             else:  # the DDPM posterior q(z_{t-1} | z_t, z0) in sigma-space (a Brownian bridge)
-                ratio = (s_next / s) ** 2
-                z = (
-                    z0
-                    + ratio * (z - z0)
-                    + s_next * math.sqrt(1 - ratio) * normal_like(z, generator, buf)
-                )
+                z = ddpm_step(z, z0, s, s_next, normal_like(z, generator, buf))
             z = z - math.sqrt(1 + s**2) * math.sqrt(1 + s_next**2) * grad
         if callback is not None:
             callback(Step(index=i, total=steps, x=z, x0=z0, sigma=s_next))
@@ -94,6 +90,7 @@ class LatentDPS(Solver):
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_prior: ClassVar[type[Prior]] = LatentPrior
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    contract = ContractSetting(prior="latent", steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {
         "zeta": Hyper(1.0, "step scale of the data gradient", ge=0),
     }

@@ -34,12 +34,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
+from invdiff.diffusion.steps import ddim_coefficients
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
@@ -50,6 +51,7 @@ class PiGDM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
+    contract = ContractSetting(steps=8)
     hypers: ClassVar[dict[str, Hyper]] = {
         "eta": Hyper(1.0, "stochasticity of the DDIM step (0: deterministic)", ge=0, le=1),
         "scale": Hyper(1.0, "multiplier of the pseudo-inverse guidance"),
@@ -101,8 +103,7 @@ class PiGDM(Solver):
                 (g,) = torch.autograd.grad(x0, xa, grad_outputs=v)
             x0 = x0.detach()
             eps = (xa.detach() - x0) / sa
-            std = eta * sb * math.sqrt(1 - (sb / sa) ** 2)
-            c = math.sqrt(max(sb**2 - std**2, 0.0))
+            c, std = ddim_coefficients(sa, sb, eta)
             # the DDIM step taken with E[x0 | x_a, y] = x0_hat + s_a^2 g (Tweedie) in place of
             # x0_hat moves x_b by (1 - c / s_a) s_a^2 g: a weight that shrinks with the step
             shift = posterior_mean_shift(g, v, sa, prior.sigma_data)

@@ -17,7 +17,7 @@ from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tikhonov import conjugate_gradient_fixed
 
@@ -28,6 +28,7 @@ class PseudoInverse(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    contract = ContractSetting(steps=5, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {}
 
     def __call__(

@@ -32,13 +32,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
-from invdiff.solvers.daps import check_shapes, normal_like
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
+from invdiff.solvers.common import check_shapes, normal_like
 from invdiff.solvers.hyper import Hyper
 
 
@@ -48,6 +48,7 @@ class REDDiff(Solver):
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    contract = ContractSetting(steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {
         "lam": Hyper(0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0),
         "lr": Hyper(0.25, "Adam learning rate", gt=0),

@@ -38,12 +38,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.schedules import vp_sigmas_for_steps
+from invdiff.diffusion.steps import ddpm_step, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.schedules import vp_sigmas_for_steps
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -81,6 +82,7 @@ class RePaint(Solver):
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
     requires_inpainting = True
+    contract = ContractSetting(steps=6, hyper={"jump_length": 2, "jump_n_sample": 2})
     hypers: ClassVar[dict[str, Hyper]] = {
         "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
         "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
@@ -120,17 +122,15 @@ class RePaint(Solver):
         for i, (k, k_next) in enumerate(zip(schedule[:-1], schedule[1:])):
             sa, sb = levels[k], levels[k_next]
             if k_next > k:  # resampling: forward step q(x_{t+1} | x_t) (Alg. 1, l. 10)
-                x = x + math.sqrt(sb**2 - sa**2) * z.normal_(generator=generator).to(device)
+                x = renoise(x, sa, sb, z.normal_(generator=generator).to(device))
             else:
                 with torch.no_grad():
                     x0 = prior.x0(x, sa)
                 if hp["clip_x0"]:
                     x0 = x0.clamp(-1, 1)
-                ratio = (sb / sa) ** 2
-                x = x0 + ratio * (x - x0)
-                if sb > 0:
-                    x = x + sb * math.sqrt(1 - ratio) * z.normal_(generator=generator).to(device)
-                else:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
+                fresh = z.normal_(generator=generator).to(device) if sb > 0 else None
+                x = ddpm_step(x, x0, sa, sb, fresh)
+                if sb == 0:  # a sample of p(x0 | x_a), not its mean (tweedie.last_step_spread)
                     spread = measured_spread(last_step_spread(sa, prior.sigma_data), level)
                     x = x + spread * z.normal_(generator=generator).to(device)
                 if sb >= sigma_y:

@@ -23,8 +23,9 @@ from invdiff.noise import Noise
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import ConditionalPrior, Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver
-from invdiff.solvers.daps import check_shapes
+from invdiff.samplers import ddpm
+from invdiff.solvers.base import Callback, ContractSetting, Solver
+from invdiff.solvers.common import check_shapes
 from invdiff.solvers.hyper import Hyper
 
 
@@ -34,6 +35,7 @@ class SR3(Solver):
 
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_prior: ClassVar[type[Prior]] = ConditionalPrior
+    contract = ContractSetting(prior="conditional", steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {}
 
     def __call__(
@@ -65,9 +67,6 @@ class SR3(Solver):
                 "expected one "
                 f"{prior.in_shape[-2]}x{prior.in_shape[-1]} conditioning image per measurement"
             )
-        from invdiff import samplers  # imported here: samplers imports invdiff.solvers.base
-
-        ddpm = samplers.get("ddpm")
         return ddpm(
             prior,
             y.shape[0],

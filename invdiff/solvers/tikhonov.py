@@ -24,7 +24,7 @@ from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 
 #: standard deviation of the white Gaussian image model behind the default lambda
@@ -89,6 +89,7 @@ class Tikhonov(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    contract = ContractSetting(steps=10, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {
         "lam": Hyper(
             None,

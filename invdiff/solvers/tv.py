@@ -33,7 +33,7 @@ from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers.base import Callback, Solver, Step
+from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tikhonov import noise_variance
 
@@ -69,6 +69,7 @@ class TotalVariation(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    contract = ContractSetting(steps=20, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {
         "lam": Hyper(
             None, "TV weight (None: from the noise level)", ge=0, optional=True, kind=float

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -112,25 +113,25 @@ def ddim_sample(
     cond: Tensor | None = None,
     clip: bool = False,
 ) -> Tensor:
-    """Deterministic DDIM (Song et al. 2021, Eq. 12 with eta = 0) on the prior's own sigma grid.
+    """Deterministic DDIM (Song et al. 2021, Eq. 12 with eta = 0) on the prior's own sigma grid
+    (``invdiff.diffusion.ddim_step``), for the run's preview grids.
 
-    In sigma-space DDIM is ``x_{i+1} = x0 + (sigma_{i+1} / sigma_i)(x_i - x0)``; the run's grids
-    use it so that they do not depend on the samplers module. ``clip`` clamps each ``x0``
-    estimate to [-1, 1] (the "clipped" sampler of Ho et al. 2020's code, for pixel priors):
-    an epsilon-prediction network's ``x0 = x - sigma eps`` magnifies its error by ``sigma``.
+    ``clip`` clamps each ``x0`` estimate to [-1, 1] (the "clipped" sampler of Ho et al. 2020's
+    code, for pixel priors): an epsilon-prediction network's ``x0 = x - sigma eps`` magnifies
+    its error by ``sigma``.
     """
-    from invdiff.schedules import vp_sigmas_for_steps
+    from invdiff.diffusion import ddim_step, vp_sigmas_for_steps
 
-    sig = vp_sigmas_for_steps(prior, steps).float().to(prior.device)
+    sig = vp_sigmas_for_steps(prior, steps).tolist()
     z = torch.randn((n, *prior.in_shape), generator=generator).to(prior.device)
-    x = z * (1 + sig[0] ** 2).sqrt()
+    x = z * math.sqrt(1 + sig[0] ** 2)
     x0 = x
-    for i in range(len(sig)):
-        x0 = prior.x0(x, sig[i], cond)
+    for i, s in enumerate(sig):
+        x0 = prior.x0(x, s, cond)
         if clip:
             x0 = x0.clamp(-1, 1)
         if i + 1 < len(sig):
-            x = x0 + (sig[i + 1] / sig[i]) * (x - x0)
+            x = ddim_step(x, x0, s, sig[i + 1], 0.0, 0.0)
     return x0
 
 

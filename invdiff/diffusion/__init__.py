@@ -1,0 +1,35 @@
+"""The diffusion layer below the samplers and the solvers: noise-level schedules, the step
+primitives (DDPM, DDIM, re-noising, probability-flow Euler) and the step callback.
+
+It imports only torch and ``invdiff.priors.base``; samplers and solvers build on it.
+"""
+
+from invdiff.diffusion.schedules import (
+    karras_sigmas,
+    prior_karras_sigmas,
+    vp_indices,
+    vp_sigmas_for_steps,
+)
+from invdiff.diffusion.steps import (
+    Callback,
+    Step,
+    ddim_coefficients,
+    ddim_step,
+    ddpm_step,
+    euler_step,
+    renoise,
+)
+
+__all__ = [
+    "Callback",
+    "Step",
+    "ddim_coefficients",
+    "ddim_step",
+    "ddpm_step",
+    "euler_step",
+    "karras_sigmas",
+    "prior_karras_sigmas",
+    "renoise",
+    "vp_indices",
+    "vp_sigmas_for_steps",
+]
