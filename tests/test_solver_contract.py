@@ -23,7 +23,7 @@ from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
-from invdiff.solvers import Callback, ContractSetting, HyperparameterError, Solver, Step
+from invdiff.solvers import ContractSetting, HyperparameterError, Solver, Step
 from invdiff.solvers.hyper import Hyper
 
 
@@ -159,18 +159,7 @@ class ToyProjection(Solver):
         "weight": Hyper(0.1, "share of the prior's sample in the result", ge=0, le=1),
     }
 
-    def __call__(
-        self,
-        prior: Prior,
-        operator: Operator,
-        y: Tensor,
-        noise: Noise,
-        *,
-        steps: int,
-        generator: torch.Generator,
-        callback: Callback | None = None,
-        **hyper: Any,
-    ) -> Tensor:
+    def __call__(self, prior, operator, y, noise, *, steps, generator, callback=None, **hyper):
         weight = self.hyperparameters(hyper)["weight"]
         data = operator.pinv(y)
         z = torch.randn(data.shape, generator=generator)
