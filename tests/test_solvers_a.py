@@ -38,21 +38,12 @@ FAST = {
 
 # Posterior bounds, as a fraction of the prior's distance to the exact posterior (about 0.36
 # to 0.38 here; two exact sample sets sit at about 0.02 to 0.03). n = 256 samples in one batch.
-# Measured ratios in brackets; the bounds leave room for seed-to-seed spread (about +-0.03).
+# The bounds are data beside each solver (``contract.posterior``, measured ratios noted there);
+# they leave room for seed-to-seed spread (about +-0.03).
 POSTERIOR_CASES = [
-    # DPS (paper zeta = 1): ancestral steps + the one-step likelihood approximation; approximate
-    # by design (DESIGN.md: an honest DPS lands at 0.1-0.3 of the prior's distance). [0.21]
-    ("dps", "inpainting", 100, {}, 0.35),
-    # RePaint: replacement with resampling; with 20 levels and short jumps it stays
-    # approximate (the resampling is what couples known and unknown pixels). [0.41]
-    ("repaint", "inpainting", 20, {"jump_length": 4, "jump_n_sample": 4}, 0.55),
-    # DDRM at the paper's 20 steps: exact noise bookkeeping per spectral coordinate, but the
-    # unobserved part follows the unconditional chain. [0.24]
-    ("ddrm", "cs", 20, {}, 0.4),
-    # DDNM+ (noisy y): the range/null-space projection with the Sec. 3.3 scaling. [0.20]
-    ("ddnm", "cs", 30, {}, 0.35),
-    # PiGDM: Gaussian approximation of p(x0 | x_t) with r_t^2 = s^2 / (1 + s^2). [0.23]
-    ("pigdm", "cs", 30, {}, 0.4),
+    (n, c.operator, c.steps, c.hyper, c.bound)
+    for n in ALL
+    for c in invdiff.solvers.get(n).contract.posterior
 ]
 
 _cache: dict[tuple, object] = {}

@@ -33,13 +33,6 @@ from invdiff.noise import Gaussian, Poisson
 from invdiff.solvers import SolverMismatchError, Step
 
 PIXEL_SOLVERS = ("diffpir", "daps", "red_diff")
-#: DAPS on the 16-d test bed. The paper's sigma_min = 0.1 ends with a Langevin chain on
-#: N(x0_hat, 0.1^2) x likelihood, i.e. 0.01 extra variance per coordinate, as large as the
-#: posterior's own variances here (0.002 to 0.04); 0.02 makes that negligible. tau = sigma_y
-#: samples the stated likelihood; 2 ODE steps and lr = 2e-4 (stable: lr (1/r^2 + 1/tau^2) < 2
-#: down to r = 0.02) keep the test fast.
-DAPS_TESTBED = dict(ode_steps=2, langevin_steps=100, sigma_min=0.02, lr=2e-4, tau=SIGMA_Y)
-#: a few cheap hyperparameters for the plumbing tests (not quality)
 #: cheap settings (not for quality): each solver's declared contract
 CHEAP = {n: dict(invdiff.solvers.get(n).contract.hyper) for n in PIXEL_SOLVERS}
 
@@ -65,28 +58,19 @@ def _solve(name, problem, y, steps, seed=0, **hyper):
 # ------------------------------------------------------------------ exact-posterior distances
 
 
-def test_diffpir_matches_exact_posterior(cs_problem):
-    # measured 0.079 (ratio 0.21) with the paper's lam = 7, zeta = 0.3 at 100 steps: DiffPIR is
-    # an approximate sampler (its renoising mixes in eps_hat), so it sits clearly above the 0.023
-    # floor. The bound 0.3 x prior (~0.11) leaves room for seeds yet fails a solver that gets
-    # the component weights wrong (which costs > 0.15 here) or ignores y (ratio 1).
-    d = posterior_distance("diffpir", n=256, steps=100, problem=cs_problem)
-    assert d.solver < 0.3 * d.prior, (d.solver, d.prior, d.exact)
-
-
-def test_daps_matches_exact_posterior(cs_problem):
-    # measured 0.033 (ratio 0.09): with tau = sigma_y and a small final r_t DAPS is nearly
-    # exact; the bound 0.2 x prior (~0.075) is 3x the floor and a quarter of the ignore-y value.
-    d = posterior_distance("daps", n=256, steps=40, problem=cs_problem, **DAPS_TESTBED)
-    assert d.solver < 0.2 * d.prior, (d.solver, d.prior, d.exact)
-
-
-def test_red_diff_is_close_to_the_posterior(cs_problem):
-    # RED-diff is a variational mode seeker (a Dirac q): its spread across seeds comes only from
-    # the stochastic regulariser, so it cannot match the posterior exactly. Measured 0.078 (ratio
-    # 0.21) with the paper's defaults at 100 steps; bound 0.3 x prior as for DiffPIR.
-    d = posterior_distance("red_diff", n=256, steps=100, problem=cs_problem)
-    assert d.solver < 0.3 * d.prior, (d.solver, d.prior, d.exact)
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [(n, c) for n in PIXEL_SOLVERS for c in invdiff.solvers.get(n).contract.posterior],
+    ids=lambda v: v if isinstance(v, str) else f"{v.operator}-{v.steps}",
+)
+def test_matches_exact_posterior(name, case, cs_problem):
+    """The bound declared beside the solver (``contract.posterior``, measured values noted
+    there): DiffPIR and RED-diff are approximate (0.3 x prior leaves room for seeds yet fails
+    a solver with the component weights wrong, > 0.4, or one that ignores y, 1); DAPS with
+    tau = sigma_y is nearly exact (0.2 x prior, 3x the floor)."""
+    assert case.operator == "cs"
+    d = posterior_distance(name, n=256, steps=case.steps, problem=cs_problem, **case.hyper)
+    assert d.solver < case.bound * d.prior, (d.solver, d.prior, d.exact)
 
 
 # ------------------------------------------------------------------ data consistency
@@ -96,8 +80,8 @@ def test_red_diff_is_close_to_the_posterior(cs_problem):
 def test_reconstructions_fit_the_measurement(name, cs_problem):
     n = 64
     y = cs_problem.y.expand(n, -1).contiguous()
-    hyper = DAPS_TESTBED if name == "daps" else {}
-    x = _solve(name, cs_problem, y, steps=40 if name == "daps" else 100, **hyper)
+    (case,) = invdiff.solvers.get(name).contract.posterior  # the exact-posterior setting
+    x = _solve(name, cs_problem, y, steps=case.steps, **case.hyper)
     rms = (cs_problem.operator(x) - y).pow(2).mean(dim=1).sqrt()
     prior_x = cs_problem.prior.sample(n, torch.Generator().manual_seed(5))
     prior_rms = (cs_problem.operator(prior_x) - y).pow(2).mean(dim=1).sqrt()

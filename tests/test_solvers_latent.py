@@ -32,10 +32,6 @@ from invdiff.noise import Gaussian, Poisson
 from invdiff.solvers import SolverMismatchError, Step
 
 LATENT_SOLVERS = ("latent_dps", "psld", "latent_daps")
-#: Latent DAPS on the double: tau = sigma_y samples the stated likelihood; sigma_min = 0.02 as for
-#: pixel DAPS (``tests/test_solvers_b.py``); the decoder has unit gain, so lr = 4e-4 keeps the
-#: Langevin step stable (lr (1/r^2 + 1/tau^2) < 2 down to r = 0.02) with 50 steps per level.
-DAPS_DOUBLE = dict(ode_steps=2, langevin_steps=50, sigma_min=0.02, lr=4e-4, tau=SIGMA_Y)
 #: cheap settings (not for quality): each solver's declared contract
 CHEAP = {n: dict(invdiff.solvers.get(n).contract.hyper) for n in LATENT_SOLVERS}
 
@@ -104,20 +100,13 @@ def test_the_double_is_exact(problem):
 # 16-d problem zeta' = 1 overshoots (measured ratio 0.46), zeta' = 0.5 gives 0.19 (latent DPS)
 # and, with PSLD's gamma halved alongside, 0.20 (PSLD): bound 0.3 x prior, the upper end of what
 # the design notes report for pixel DPS. Latent DAPS with the likelihood's own tau is nearly
-# exact (measured 0.10): bound 0.2 x prior.
-BOUNDS = {"latent_dps": 0.3, "psld": 0.3, "latent_daps": 0.2}
-STEPS = {"latent_dps": 100, "psld": 100, "latent_daps": 20}
-TESTBED = {
-    "latent_dps": dict(zeta=0.5),
-    "psld": dict(omega=0.5, gamma=0.05),
-    "latent_daps": DAPS_DOUBLE,
-}
-
-
+# exact (measured 0.10): bound 0.2 x prior. The settings and bounds are data beside each solver
+# (``contract.posterior``).
 @pytest.mark.parametrize("name", LATENT_SOLVERS)
 def test_latent_solvers_approach_the_exact_posterior(name, problem):
-    d, prior_d, floor = _distances(problem, name, 256, STEPS[name], **TESTBED[name])
-    assert d < BOUNDS[name] * prior_d, (d, prior_d, floor)
+    (case,) = invdiff.solvers.get(name).contract.posterior  # the bound beside the solver
+    d, prior_d, floor = _distances(problem, name, 256, case.steps, **case.hyper)
+    assert d < case.bound * prior_d, (d, prior_d, floor)
 
 
 @pytest.mark.parametrize("name", LATENT_SOLVERS)

@@ -52,6 +52,19 @@ class ShapeMismatchError(SolverMismatchError, ValueError):
 
 
 @dataclass(frozen=True)
+class PosteriorBound:
+    """An exact-posterior test case: on the test bed's ``operator`` kind (``"inpainting"``,
+    ``"cs"``; the prior is the setting's), ``steps`` steps with ``hyper`` must give samples
+    whose sliced-Wasserstein distance to the exact posterior is below ``bound`` times the
+    prior's (0: exact, 1: ignores ``y``)."""
+
+    operator: str
+    steps: int
+    bound: float
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ContractSetting:
     """A solver's cheap setting for the registry-wide contract tests, as operators give
     ``example()``: the tests run every registered solver on it without a list to edit.
@@ -59,7 +72,8 @@ class ContractSetting:
     ``prior`` names the kind of test prior (``"pixel"``, ``"latent"`` or ``"conditional"``,
     the test doubles with an exact posterior), ``operator`` a registered operator built for
     the prior's images with ``operator_args``; ``steps`` and ``hyper`` keep the run cheap
-    (not good). ``stochastic`` says whether two seeds give different samples.
+    (not good). ``stochastic`` says whether two seeds give different samples; ``posterior``
+    lists the exact-posterior bounds the solver is held to (measured ratios beside them).
     """
 
     prior: str = "pixel"
@@ -68,6 +82,7 @@ class ContractSetting:
     steps: int = 5
     hyper: dict[str, Any] = field(default_factory=dict)
     stochastic: bool = True
+    posterior: tuple[PosteriorBound, ...] = ()
 
 
 class Solver:
