@@ -125,7 +125,7 @@ def check(solver: str, hypers: dict[str, Hyper], given: dict[str, Any]) -> dict[
         why = spec.problem(value)
         if why is not None:
             raise HyperparameterError(
-                f"solver {solver!r}: hyperparameter {key} = {value!r} {why}; valid: "
+                f"solver {solver!r}: hyperparameter {key} = {value!r} {why}; {key} must be "
                 f"{spec.valid()} ({spec.doc})"
             )
     return {**{k: h.default for k, h in hypers.items()}, **given}
