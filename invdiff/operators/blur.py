@@ -387,47 +387,23 @@ def _preset(name: str, kernel: str, boundary: str, example: dict[str, Any], doc:
     return OPERATORS.register(name)(cls)
 
 
-# The registered presets, each a kernel and a boundary: name, kernel, boundary, example().
-GaussianBlur = _preset(
-    "gaussian_blur",
-    "gaussian",
-    "periodic",
-    {"in_shape": (2, 8, 6), "size": 5, "sigma": 1.0},
-    "Circular Gaussian blur, ``size`` x ``size`` (odd, default 9), std ``sigma`` (default 1.5).",
-)
-UniformBlur = _preset(
-    "uniform_blur",
-    "uniform",
-    "periodic",
-    {"in_shape": (1, 7, 8), "size": 3},
-    "Circular uniform (box) blur, ``size`` x ``size`` (odd, default 5).",
-)
-MotionBlur = _preset(
-    "motion_blur",
-    "motion",
-    "periodic",
-    {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
-    "Circular motion blur with a random trajectory kernel (``size`` default 9, ``intensity`` "
-    "0.5, ``generator``/``seed``, default seed 0) or entry ``index`` of a motion ``bank``.",
-)
-GaussianBlurPadded = _preset(
-    "gaussian_blur_padded",
-    "gaussian",
-    "reflect",
-    {"in_shape": (2, 8, 6), "size": 5, "sigma": 0.7},
-    "Gaussian blur with padded boundaries (``padding`` default ``reflect``).",
-)
-UniformBlurPadded = _preset(
-    "uniform_blur_padded",
-    "uniform",
-    "reflect",
-    {"in_shape": (1, 7, 8), "size": 3},
-    "Uniform blur with padded boundaries (``padding`` default ``reflect``).",
-)
-MotionBlurPadded = _preset(
-    "motion_blur_padded",
-    "motion",
-    "reflect",
-    {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
-    "Motion blur with padded boundaries; kernel as for ``motion_blur``.",
+# The registered presets, each a kernel and a boundary: name, kernel, boundary, example(), doc.
+_PRESETS: tuple[tuple[str, str, str, dict[str, Any], str], ...] = (
+    ("gaussian_blur", "gaussian", "periodic", {"in_shape": (2, 8, 6), "size": 5, "sigma": 1.0},
+     "Circular Gaussian blur, ``size`` x ``size`` (odd, default 9), std ``sigma`` (default 1.5)."),
+    ("uniform_blur", "uniform", "periodic", {"in_shape": (1, 7, 8), "size": 3},
+     "Circular uniform (box) blur, ``size`` x ``size`` (odd, default 5)."),
+    ("motion_blur", "motion", "periodic", {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
+     "Circular motion blur with a random trajectory kernel (``size`` default 9, ``intensity`` "
+     "0.5, ``generator``/``seed``, default seed 0) or entry ``index`` of a motion ``bank``."),
+    ("gaussian_blur_padded", "gaussian", "reflect",
+     {"in_shape": (2, 8, 6), "size": 5, "sigma": 0.7},
+     "Gaussian blur with padded boundaries (``padding`` default ``reflect``)."),
+    ("uniform_blur_padded", "uniform", "reflect", {"in_shape": (1, 7, 8), "size": 3},
+     "Uniform blur with padded boundaries (``padding`` default ``reflect``)."),
+    ("motion_blur_padded", "motion", "reflect", {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
+     "Motion blur with padded boundaries; kernel as for ``motion_blur``."),
+)  # fmt: skip
+GaussianBlur, UniformBlur, MotionBlur, GaussianBlurPadded, UniformBlurPadded, MotionBlurPadded = (
+    _preset(*row) for row in _PRESETS
 )
