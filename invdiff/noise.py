@@ -85,3 +85,19 @@ def gaussian_sigma(noise: Noise) -> float:
     if not isinstance(noise, Gaussian):
         raise TypeError(f"this solver needs Gaussian measurement noise, got {noise!r}")
     return noise.sigma
+
+
+#: noise floor of ``noise_variance`` for a noiseless measurement (the prior-free baselines'
+#: default regularisation weight would otherwise be zero)
+SIGMA_FLOOR = 0.01
+
+
+def noise_variance(noise: Noise) -> float:
+    """Per-pixel measurement variance in the [-1, 1] range.
+
+    Gaussian: ``max(sigma, SIGMA_FLOOR)^2``. Poisson: the variance at mid-grey, ``2 / rate``
+    (``y = 2 y01 - 1`` with ``Var(y01) = u / rate`` at ``u = 1/2``).
+    """
+    if isinstance(noise, Poisson):
+        return 2.0 / noise.rate
+    return max(noise.sigma, SIGMA_FLOOR) ** 2  # type: ignore[attr-defined]

@@ -18,9 +18,26 @@ import torch
 from torch import Tensor, nn
 
 from invdiff.images import check_image
+from invdiff.operators.cg import conjugate_gradient
 
 #: magnitudes an operator input never has in a [-1, 1] image pipeline (see ``check_input``)
 IMPLAUSIBLE = 1e4
+
+#: the cut-off for tiny singular values: ``s_i <= RCOND * max(s)`` counts as zero. At that
+#: level ``1 / s_i`` would divide the round-off of ``U^T y`` by itself (float32 round-off is
+#: about 1e-7). Solvers that drop larger singular values of noisy data pass their own ``rcond``
+#: (DDNM's and RED-diff's 3e-2) to the same rule, ``significant``.
+RCOND = 1e-6
+
+
+def significant(s: Tensor, rcond: float = RCOND) -> Tensor:
+    """The mask of singular values above the cut-off, ``|s_i| > rcond * max |s|``.
+
+    The one rule for "this spectral coordinate is measured": ``pinv``, ``prox_l2``,
+    ``spectral_measurement`` and the spectral solvers all use it. All-zero ``s`` gives an
+    all-false mask.
+    """
+    return s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
 
 
 class Operator(nn.Module):
@@ -208,12 +225,36 @@ class LinearOperator(Operator):
         return self.adjoint(v)
 
     def pinv(self, y: Tensor, *, iterations: int = 100, tol: float = 1e-6) -> Tensor:
-        from invdiff.operators.cg import conjugate_gradient
-
         rhs = self.adjoint(y)  # checks y
         with self.trusted():  # the iterates are vectors, not images: no value checks on them
             return conjugate_gradient(
-                lambda z: self.adjoint(self.forward(z)), rhs, iterations=iterations, tol=tol
+                self.normal, rhs, iterations=iterations, tol=tol, early_exit=True
+            )
+
+    def prox_l2(self, z: Tensor, y: Tensor, rho: float, *, iterations: int = 20) -> Tensor:
+        """The regularised least-squares (proximal) data step
+
+            x_hat = argmin_x ||A x - y||^2 + rho ||x - z||^2
+                  = argmin_x ||A x - y||^2 / (2 sigma_y^2) + ||x - z||^2 / (2 r^2),
+                    rho = sigma_y^2 / r^2,
+
+        the mean of the Gaussian posterior ``N(x; z, r^2 I) N(y; A x, sigma_y^2 I)`` (the data
+        step of half-quadratic splitting: DiffPIR, Zhu et al. 2023, Eq. 13). ``rho = 0`` is the
+        projection onto ``{x : A^T A x = A^T y}`` nearest to ``z`` in the CG sense.
+
+        Here: ``iterations`` conjugate-gradient steps on the normal equations
+        ``(A^T A + rho I) x = A^T y + rho z`` started at ``z``, with no convergence test (the
+        loop never waits on the device). ``SVDOperator`` solves it in closed form.
+        """
+        rhs = self.adjoint(y) + rho * z  # checks y
+
+        def apply(v: Tensor) -> Tensor:
+            return self.normal(v) + rho * v
+
+        with self.trusted():
+            residual = rhs - self.normal(z) - rho * z
+            return conjugate_gradient(
+                apply, rhs, z, iterations=iterations, tol=0.0, residual=residual
             )
 
     def adjoint_by_autograd(self, apply: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
@@ -286,13 +327,53 @@ class SVDOperator(LinearOperator):
         self.check_measurement(y)
         return self.V(self.pad_spectral(self._like(self.singular_values, y) * self.Ut(y)))
 
-    def pinv(self, y: Tensor, *, rcond: float = 1e-6, **_: object) -> Tensor:
-        """``A^+ y = V diag(1/s) U^T y``; singular values below ``rcond * max(s)`` count as 0."""
+    def pinv(self, y: Tensor, *, rcond: float = RCOND, **_: object) -> Tensor:
+        """``A^+ y = V diag(1/s) U^T y``; singular values at or below ``rcond * max(s)`` count
+        as 0 (``significant``)."""
         self.check_measurement(y)
         s = self._like(self.singular_values, y)
-        keep = s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
+        keep = significant(s, rcond)
         inv = torch.where(keep, 1 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
         return self.V(self.pad_spectral(inv * self.Ut(y)))
+
+    def spectral_measurement(
+        self, y: Tensor, rcond: float = RCOND
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(ybar, s, observed)``, each padded to the input dimension ``n``.
+
+        ``s`` is the singular value vector padded with zeros, ``observed = significant(s,
+        rcond)`` and ``ybar = s^+ U^T y`` (zero where unobserved): the measurement in the
+        spectral coordinates of ``x``, ``ybar_i = (V^T x)_i + (U^T n)_i / s_i`` on observed
+        coordinates (DDRM, Kawar et al. 2022, Sec. 3.2).
+        """
+        s = self.pad_spectral(self.singular_values.to(y.device, y.dtype)[None])[0]
+        observed = significant(s, rcond)
+        s_safe = torch.where(observed, s, torch.ones_like(s))
+        ybar = torch.where(observed, self.pad_spectral(self.Ut(y)) / s_safe, torch.zeros_like(s))
+        return ybar, s, observed
+
+    def prox_l2(self, z: Tensor, y: Tensor, rho: float, **_: object) -> Tensor:
+        """``argmin_x ||A x - y||^2 + rho ||x - z||^2`` in closed form (see
+        ``LinearOperator.prox_l2``).
+
+        In the spectral coordinates ``w = V^T x`` the problem separates:
+        ``(s_i^2 + rho) w_i = s_i (U^T y)_i + rho (V^T z)_i``. Coordinates whose singular value
+        is not ``significant`` keep ``z`` (a singular value at round-off level would divide the
+        round-off of ``y`` by itself); with ``rho = 0`` the others are set to
+        ``(U^T y)_i / s_i`` (a projection).
+        """
+        self.check_measurement(y)
+        s = self._like(self.singular_values, z)
+        m = s.numel()
+        w = self.Vt(z)
+        wm = w[:, :m]
+        denom = s * s + rho
+        keep = significant(s)
+        new = torch.where(
+            keep, (s * self.Ut(y) + rho * wm) / torch.where(keep, denom, torch.ones_like(denom)), wm
+        )
+        w = torch.cat([new, w[:, m:]], dim=1) if w.shape[1] > m else new
+        return self.V(w)
 
 
 def operator_norm_sq(

@@ -1,4 +1,14 @@
-"""Blur: circular convolution (SVD through a real Fourier basis) and padded convolution.
+"""Blur: one family, convolution with a kernel under a boundary rule.
+
+    blur(kernel, in_shape, boundary="periodic")        # CircularBlur: an SVDOperator
+    blur(kernel, in_shape, boundary="reflect")         # PaddedBlur: a LinearOperator
+    blur(blur_kernel("motion", size=9, seed=3), (1, 32, 32))
+
+The kernel is any odd-sized 2-D tensor (``blur_kernel`` builds the named ones: ``KERNELS``);
+the boundary is ``"periodic"`` (circular convolution, SVD known) or a padding rule
+(``reflect``, ``replicate``, ``zeros``, ``circular``). The registered names are the family's
+presets: ``{gaussian,uniform,motion}_blur`` (periodic) and ``*_blur_padded`` (``padding``
+parameter, default ``reflect``).
 
 Convolution convention (that of deepinv's ``conv2d``): ``y[i] = sum_a k[a] x[i - a + c]`` with
 the kernel centre ``c = size // 2`` (kernels have odd sizes).
@@ -25,8 +35,10 @@ gradients on ``A^T A``.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +51,8 @@ from invdiff.operators.validation import as_kernel, choice, shape3
 from invdiff.registry import OPERATORS
 
 PADDINGS = ("reflect", "replicate", "zeros", "circular")
+#: every boundary rule of the family: periodic (the SVD operator) or a padding
+BOUNDARIES = ("periodic", *PADDINGS)
 
 
 def fold_kernel(kernel: Tensor, h: int, w: int) -> Tensor:
@@ -109,7 +123,22 @@ def real_fourier_layout(h: int, w: int) -> dict[str, Tensor]:
     }
 
 
-class CircularBlur(SVDOperator):
+class Blur(LinearOperator):
+    """The blur family's common part: a ``kernel`` buffer (odd sizes), a ``boundary`` rule and a
+    same-size output. ``CircularBlur`` and ``PaddedBlur`` are its two implementations."""
+
+    boundary: str = "periodic"
+    kernel: Tensor
+
+    def out_shape(self) -> tuple[int, ...]:
+        return self.in_shape
+
+    def extra_repr(self) -> str:
+        text = f"in_shape={self.in_shape}, kernel={tuple(self.kernel.shape)}"
+        return text if self.boundary == "periodic" else f"{text}, padding={self.boundary!r}"
+
+
+class CircularBlur(Blur, SVDOperator):
     """Circular convolution with ``kernel`` (odd sizes), per channel; see the module docstring.
 
     Buffers: ``kernel`` (kh x kw), ``spectrum_re``/``spectrum_im`` (``rfft2`` of the folded
@@ -142,9 +171,6 @@ class CircularBlur(SVDOperator):
             self.register_buffer(name, layout[name])
         self.register_buffer("order", order)
         self.register_buffer("inverse_order", torch.argsort(order))
-
-    def out_shape(self) -> tuple[int, ...]:
-        return self.in_shape
 
     def _spectrum(self, t: Tensor, conjugate: bool = False) -> Tensor:
         re, im = self._like(self.spectrum_re, t), self._like(self.spectrum_im, t)
@@ -206,11 +232,8 @@ class CircularBlur(SVDOperator):
     def U(self, z: Tensor) -> Tensor:
         return self._unpack(self._rotate(self._unsorted(z), inverse=False))
 
-    def extra_repr(self) -> str:
-        return f"in_shape={self.in_shape}, kernel={tuple(self.kernel.shape)}"
 
-
-class PaddedBlur(LinearOperator):
+class PaddedBlur(Blur):
     """Convolution with ``kernel`` after padding the image by ``size // 2`` (same-size output)."""
 
     def __init__(
@@ -236,12 +259,13 @@ class PaddedBlur(LinearOperator):
                 f"W >= {pw}, got {h} x {w}; use the circular operator, which folds large kernels"
             )
         super().__init__(shape)
-        self.padding = padding
+        self.boundary = padding
         self.register_precise_buffer("kernel", kernel)
         self.register_buffer("pad_index", padding_.pad_index(h, w, ph, ph, pw, pw, padding))
 
-    def out_shape(self) -> tuple[int, ...]:
-        return self.in_shape
+    @property
+    def padding(self) -> str:
+        return self.boundary
 
     def _weight(self, t: Tensor) -> Tensor:
         kh, kw = self.kernel.shape
@@ -262,13 +286,38 @@ class PaddedBlur(LinearOperator):
             F.conv_transpose2d(y, self._weight(y), groups=c), self.pad_index, h, w
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"in_shape={self.in_shape}, kernel={tuple(self.kernel.shape)}, padding={self.padding!r}"
-        )
+
+def blur(kernel: Tensor, in_shape: Sequence[int] | None = None, boundary: str = "periodic") -> Blur:
+    """Convolution with ``kernel`` under ``boundary`` (one of ``BOUNDARIES``).
+
+    ``"periodic"``: circular convolution, a ``CircularBlur`` (``SVDOperator``: spectral
+    solvers apply). A padding rule: the image padded by ``size // 2`` with it, then convolved,
+    a ``PaddedBlur`` (``LinearOperator``: solvers use CG where they need ``A^+`` or a prox).
+    """
+    choice("boundary", boundary, BOUNDARIES)
+    if boundary == "periodic":
+        return CircularBlur(kernel, in_shape)
+    return PaddedBlur(kernel, in_shape, boundary)
 
 
-def _motion(size: int, intensity: float, generator, seed, bank, index) -> Tensor:  # type: ignore[no-untyped-def]
+def _gaussian(size: int = 9, sigma: float = 1.5) -> Tensor:
+    return kernels.gaussian_kernel(size, sigma)
+
+
+def _uniform(size: int = 5) -> Tensor:
+    return kernels.uniform_kernel(size)
+
+
+def _motion(
+    size: int = 9,
+    intensity: float = 0.5,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    bank: str | None = None,
+    index: int | None = None,
+) -> Tensor:
+    """A random-trajectory kernel (``kernels.motion_kernel``) or entry ``index`` of a bank."""
     if bank is not None:
         if generator is not None or seed is not None:
             raise ValueError("give either bank=/index= or generator=/seed=, not both")
@@ -278,103 +327,83 @@ def _motion(size: int, intensity: float, generator, seed, bank, index) -> Tensor
     return kernels.motion_kernel(size, intensity, generator=generator, seed=seed)
 
 
-@OPERATORS.register("gaussian_blur")
-class GaussianBlur(CircularBlur):
-    """Circular Gaussian blur, ``size`` x ``size`` (odd, default 9), std ``sigma`` (default 1.5)."""
-
-    def __init__(self, in_shape: Sequence[int] | None = None, size: int = 9, sigma: float = 1.5):
-        super().__init__(kernels.gaussian_kernel(size, sigma), in_shape)
-
-    @classmethod
-    def example(cls) -> GaussianBlur:
-        return cls(in_shape=(2, 8, 6), size=5, sigma=1.0)
+#: the family's named kernels: name -> builder taking the kernel parameters (with defaults)
+KERNELS: dict[str, Callable[..., Tensor]] = {
+    "gaussian": _gaussian,
+    "uniform": _uniform,
+    "motion": _motion,
+}
 
 
-@OPERATORS.register("uniform_blur")
-class UniformBlur(CircularBlur):
-    """Circular uniform (box) blur, ``size`` x ``size`` (odd, default 5)."""
-
-    def __init__(self, in_shape: Sequence[int] | None = None, size: int = 5):
-        super().__init__(kernels.uniform_kernel(size), in_shape)
-
-    @classmethod
-    def example(cls) -> UniformBlur:
-        return cls(in_shape=(1, 7, 8), size=3)
+def blur_kernel(name: str, **params: Any) -> Tensor:
+    """The kernel ``name`` of ``KERNELS`` built with ``params`` (e.g. ``size``, ``sigma``)."""
+    choice("kernel", name, tuple(KERNELS))
+    return KERNELS[name](**params)
 
 
-@OPERATORS.register("motion_blur")
-class MotionBlur(CircularBlur):
-    """Circular motion blur with a random trajectory kernel (``size`` default 9, ``intensity``
-    0.5, ``generator``/``seed``, default seed 0) or entry ``index`` of a motion ``bank``."""
+def _preset(name: str, kernel: str, boundary: str, example: dict[str, Any], doc: str) -> type:
+    """Register ``name``: the blur with kernel ``kernel`` and ``boundary``, as a class.
 
-    def __init__(
-        self,
-        in_shape: Sequence[int] | None = None,
-        size: int = 9,
-        intensity: float = 0.5,
-        *,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        bank: str | None = None,
-        index: int | None = None,
-    ):
-        super().__init__(_motion(size, intensity, generator, seed, bank, index), in_shape)
+    Its parameters are ``in_shape``, the kernel builder's parameters and, for a padded
+    boundary, ``padding`` (default ``boundary``); ``example()`` builds it with ``example``.
+    The class is a subclass of the implementation, so capabilities stay types
+    (``issubclass(OPERATORS.entry("gaussian_blur"), SVDOperator)``).
+    """
+    P = inspect.Parameter
+    kernel_params = list(inspect.signature(KERNELS[kernel]).parameters.values())
+    params = [P("in_shape", P.POSITIONAL_OR_KEYWORD, default=None), *kernel_params]
+    impl: type[Blur] = CircularBlur if boundary == "periodic" else PaddedBlur
+    if impl is PaddedBlur:
+        kind = P.KEYWORD_ONLY if params[-1].kind is P.KEYWORD_ONLY else P.POSITIONAL_OR_KEYWORD
+        params.append(P("padding", kind, default=boundary))
+    signature = inspect.Signature(params)
 
-    @classmethod
-    def example(cls) -> MotionBlur:
-        return cls(in_shape=(1, 8, 8), size=5, seed=4)
+    def __init__(self: Blur, *args: Any, **kwargs: Any) -> None:
+        values = signature.bind(*args, **kwargs)
+        values.apply_defaults()
+        given = dict(values.arguments)
+        in_shape, padding = given.pop("in_shape"), given.pop("padding", None)
+        made = blur_kernel(kernel, **given)
+        if impl is PaddedBlur:
+            PaddedBlur.__init__(self, made, in_shape, padding)  # type: ignore[arg-type]
+        else:
+            CircularBlur.__init__(self, made, in_shape)  # type: ignore[arg-type]
 
+    def make_example(cls: type[Blur]) -> Blur:
+        return cls(**example)
 
-@OPERATORS.register("gaussian_blur_padded")
-class GaussianBlurPadded(PaddedBlur):
-    """Gaussian blur with padded boundaries (``padding`` default ``reflect``)."""
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] | None = None,
-        size: int = 9,
-        sigma: float = 1.5,
-        padding: str = "reflect",
-    ):
-        super().__init__(kernels.gaussian_kernel(size, sigma), in_shape, padding)
-
-    @classmethod
-    def example(cls) -> GaussianBlurPadded:
-        return cls(in_shape=(2, 8, 6), size=5, sigma=0.7)
-
-
-@OPERATORS.register("uniform_blur_padded")
-class UniformBlurPadded(PaddedBlur):
-    """Uniform blur with padded boundaries (``padding`` default ``reflect``)."""
-
-    def __init__(
-        self, in_shape: Sequence[int] | None = None, size: int = 5, padding: str = "reflect"
-    ):
-        super().__init__(kernels.uniform_kernel(size), in_shape, padding)
-
-    @classmethod
-    def example(cls) -> UniformBlurPadded:
-        return cls(in_shape=(1, 7, 8), size=3)
+    cls_name = "".join(part.title() for part in name.split("_"))
+    cls = type(
+        cls_name,
+        (impl,),
+        {
+            "__init__": __init__,
+            "__signature__": signature,
+            "__doc__": doc,
+            "__module__": __name__,
+            "example": classmethod(make_example),
+        },
+    )
+    return OPERATORS.register(name)(cls)
 
 
-@OPERATORS.register("motion_blur_padded")
-class MotionBlurPadded(PaddedBlur):
-    """Motion blur with padded boundaries; kernel as for ``motion_blur``."""
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] | None = None,
-        size: int = 9,
-        intensity: float = 0.5,
-        *,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        bank: str | None = None,
-        index: int | None = None,
-        padding: str = "reflect",
-    ):
-        super().__init__(_motion(size, intensity, generator, seed, bank, index), in_shape, padding)
-
-    @classmethod
-    def example(cls) -> MotionBlurPadded:
-        return cls(in_shape=(1, 8, 8), size=5, seed=4)
+# The registered presets, each a kernel and a boundary: name, kernel, boundary, example(), doc.
+_PRESETS: tuple[tuple[str, str, str, dict[str, Any], str], ...] = (
+    ("gaussian_blur", "gaussian", "periodic", {"in_shape": (2, 8, 6), "size": 5, "sigma": 1.0},
+     "Circular Gaussian blur, ``size`` x ``size`` (odd, default 9), std ``sigma`` (default 1.5)."),
+    ("uniform_blur", "uniform", "periodic", {"in_shape": (1, 7, 8), "size": 3},
+     "Circular uniform (box) blur, ``size`` x ``size`` (odd, default 5)."),
+    ("motion_blur", "motion", "periodic", {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
+     "Circular motion blur with a random trajectory kernel (``size`` default 9, ``intensity`` "
+     "0.5, ``generator``/``seed``, default seed 0) or entry ``index`` of a motion ``bank``."),
+    ("gaussian_blur_padded", "gaussian", "reflect",
+     {"in_shape": (2, 8, 6), "size": 5, "sigma": 0.7},
+     "Gaussian blur with padded boundaries (``padding`` default ``reflect``)."),
+    ("uniform_blur_padded", "uniform", "reflect", {"in_shape": (1, 7, 8), "size": 3},
+     "Uniform blur with padded boundaries (``padding`` default ``reflect``)."),
+    ("motion_blur_padded", "motion", "reflect", {"in_shape": (1, 8, 8), "size": 5, "seed": 4},
+     "Motion blur with padded boundaries; kernel as for ``motion_blur``."),
+)  # fmt: skip
+GaussianBlur, UniformBlur, MotionBlur, GaussianBlurPadded, UniformBlurPadded, MotionBlurPadded = (
+    _preset(*row) for row in _PRESETS
+)

@@ -13,10 +13,11 @@ import torch
 from torch import Tensor
 
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.operators.cg import batch_dot
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).flatten(1).sum(1)
+    return batch_dot(a, b).view(-1)
 
 
 def float64_copy(op: Operator) -> Operator:

@@ -54,11 +54,10 @@ from torch import Tensor
 from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddim_coefficients, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
-from invdiff.operators.base import Operator, SVDOperator
+from invdiff.operators.base import RCOND, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
-from invdiff.solvers.ddrm import spectral_measurement
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_schedule
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
@@ -107,8 +106,8 @@ class DDNM(Solver):
         # singular values below rcond * max(s) count as zero when y is noisy (the DDRM / DDNM
         # code's 3e-2 for deblurring): y / s_i there is mostly the same noise realisation at
         # every step, which Eq. 19 treats as fresh, and it compounds over the steps
-        rcond = float(hp["rcond"]) if sigma_y > 0 else 1e-6
-        ybar, s, observed = spectral_measurement(operator, y, rcond=rcond)
+        rcond = float(hp["rcond"]) if sigma_y > 0 else RCOND
+        ybar, s, observed = operator.spectral_measurement(y, rcond=rcond)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.zeros_like(s))  # std of ybar_i
         level_y_safe = torch.where(level_y > 0, level_y, torch.ones_like(s))

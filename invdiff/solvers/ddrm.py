@@ -44,23 +44,6 @@ from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
-def spectral_measurement(
-    operator: SVDOperator, y: Tensor, rcond: float = 1e-6
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(ybar, s, observed)`` padded to the input dimension ``n``: ``ybar = s^+ U^T y``.
-
-    ``s`` is the singular value vector padded with zeros; ``observed`` marks the coordinates
-    whose singular value is above ``rcond * max(s)``.
-    """
-    s = operator.pad_spectral(operator.singular_values.to(y.device, y.dtype)[None])[0]
-    observed = s.abs() > rcond * s.abs().max().clamp_min(torch.finfo(s.dtype).tiny)
-    s_safe = torch.where(observed, s, torch.ones_like(s))
-    ybar = torch.where(
-        observed, operator.pad_spectral(operator.Ut(y)) / s_safe, torch.zeros_like(s)
-    )
-    return ybar, s, observed
-
-
 @SOLVERS.register("ddrm")
 class DDRM(Solver):
     """DDRM (Kawar et al. 2022, Eq. 7-8) for operators with a known SVD and Gaussian noise."""
@@ -98,7 +81,7 @@ class DDRM(Solver):
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)
 
-        ybar, s, observed = spectral_measurement(operator, y)
+        ybar, s, observed = operator.spectral_measurement(y)
         # sigma_y / s_i: the noise level of ybar_i (inf on unobserved coordinates)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.full_like(s, math.inf))

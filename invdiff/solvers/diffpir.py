@@ -42,65 +42,12 @@ from tqdm.auto import tqdm
 
 from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise
-from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
 from invdiff.solvers.common import check_shapes, normal_like
 from invdiff.solvers.hyper import Hyper
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.ndim - 1)))
-
-
-def regularised_cg(
-    operator: LinearOperator, rhs: Tensor, rho: float, start: Tensor, iterations: int
-) -> Tensor:
-    """``iterations`` conjugate-gradient steps on ``(A^T A + rho I) x = rhs`` from ``start``.
-
-    Per-sample step sizes; a fixed iteration count and guarded divisions instead of a
-    convergence test, so the loop never waits on the device.
-    """
-    x = start.clone()
-    r = rhs - operator.normal(x) - rho * x
-    p = r.clone()
-    rs = _dot(r, r)
-    tiny = torch.finfo(rhs.dtype).tiny
-    for _ in range(iterations):
-        ap = operator.normal(p) + rho * p
-        pap = _dot(p, ap)
-        alpha = rs / pap.clamp_min(tiny)
-        alpha = torch.where(pap > tiny, alpha, torch.zeros_like(alpha))
-        x = x + alpha * p
-        r = r - alpha * ap
-        rs_new = _dot(r, r)
-        beta = torch.where(rs > tiny, rs_new / rs.clamp_min(tiny), torch.zeros_like(rs))
-        p = r + beta * p
-        rs = rs_new
-    return x
-
-
-def svd_proximal(
-    operator: SVDOperator, uty: Tensor, x0: Tensor, rho: float, rcond: float = 1e-6
-) -> Tensor:
-    """Closed-form ``argmin_x ||y - A x||^2 + rho ||x - x0||^2`` in the SVD basis.
-
-    ``uty = U^T y`` (computed once). Coordinates with ``s_i <= rcond * max(s)`` keep ``x0``
-    (as ``pinv`` does: a singular value at round-off level would divide the round-off of ``y``
-    by itself); with ``rho = 0`` the others are set to ``(U^T y)_i / s_i`` (a projection).
-    """
-    s = operator.singular_values
-    m = s.numel()
-    z = operator.Vt(x0)
-    zm = z[:, :m]
-    denom = s * s + rho
-    safe = s.abs() > rcond * s.abs().max()
-    new = torch.where(
-        safe, (s * uty + rho * zm) / torch.where(safe, denom, torch.ones_like(denom)), zm
-    )
-    z = torch.cat([new, z[:, m:]], dim=1) if z.shape[1] > m else new
-    return operator.V(z)
 
 
 @SOLVERS.register("diffpir")
@@ -147,19 +94,14 @@ class DiffPIR(Solver):
             x = torch.empty((n, *prior.in_shape), device=prior.device)
             buf = torch.empty(x.shape, dtype=x.dtype, device=generator.device)
             x = normal_like(x, generator, buf) * math.sqrt(1 + sigmas[0] ** 2)
-            svd = isinstance(operator, SVDOperator)
-            uty = operator.Ut(y) if svd else None
-            aty = operator.adjoint(y) if linear and not svd else None
             for i in tqdm(range(steps), desc="diffpir", disable=None, leave=False):
                 s = sigmas[i]
                 s_next = sigmas[i + 1] if i + 1 < steps else 0.0
                 x0 = prior.x0(x, s)
                 # Eq. 14 with the Tweedie variance of x0 given x_t in place of sigma_t^2
                 rho = lam * sigma_n**2 / posterior_variance(s, prior.sigma_data)
-                if svd:
-                    x0 = svd_proximal(operator, uty, x0, rho)
-                elif linear:
-                    x0 = regularised_cg(operator, aty + rho * x0, rho, x0, hp["cg_iterations"])
+                if linear:
+                    x0 = operator.prox_l2(x0, y, rho, iterations=hp["cg_iterations"])
                 else:
                     step = min(1.0 / (2 * rho), max_step)
                     x0 = x0 - (2 * step) * operator.vjp(x0, operator(x0) - y)

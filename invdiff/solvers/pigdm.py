@@ -37,7 +37,7 @@ from torch import Tensor
 from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddim_coefficients
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
-from invdiff.operators.base import Operator, SVDOperator
+from invdiff.operators.base import Operator, SVDOperator, significant
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
@@ -84,7 +84,7 @@ class PiGDM(Solver):
         s = operator.singular_values.to(device, y.dtype)
         # singular values at round-off level count as zero, as in ``pinv`` (for noiseless y the
         # weight is 1 / s: it would divide the round-off of U^T y by itself)
-        observed = s.abs() > 1e-6 * s.abs().max()
+        observed = significant(s)
         ut_y = operator.Ut(y)
 
         z = torch.empty(shape, device=generator.device)

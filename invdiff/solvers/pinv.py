@@ -15,11 +15,11 @@ from torch import Tensor
 
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.operators.cg import conjugate_gradient
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
-from invdiff.solvers.tikhonov import conjugate_gradient_fixed
 
 
 @SOLVERS.register("pinv")
@@ -55,6 +55,10 @@ class PseudoInverse(Solver):
                 if callback is not None:
                     callback(Step(i, steps, x, x, None))
 
-            return conjugate_gradient_fixed(
-                lambda v: operator.adjoint(operator(v)), operator.adjoint(y), steps, report
+            return conjugate_gradient(
+                lambda v: operator.adjoint(operator(v)),
+                operator.adjoint(y),
+                iterations=steps,
+                tol=1e-5,
+                on_iteration=report,
             )

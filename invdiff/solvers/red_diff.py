@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
-from invdiff.operators.base import LinearOperator, Operator, SVDOperator
+from invdiff.operators.base import RCOND, LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
@@ -93,7 +93,7 @@ class REDDiff(Solver):
             if isinstance(operator, SVDOperator):
                 # the released code's A^+ drops singular values below 3e-2 (DDRM's operators):
                 # the full pseudo-inverse of a noisy blur is noise amplified a million-fold
-                rcond = float(hp["rcond"]) if gaussian_sigma(noise) > 0 else 1e-6
+                rcond = float(hp["rcond"]) if gaussian_sigma(noise) > 0 else RCOND
                 mu = operator.pinv(y, rcond=rcond).to(prior.device).clone()
             elif linear:
                 mu = operator.pinv(y).to(prior.device).clone()

@@ -14,14 +14,14 @@ mid-grey pixel ``2 / rate`` (see ``invdiff.noise.Poisson``). The prior is ignore
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from invdiff.noise import Gaussian, Noise, Poisson
+from invdiff.noise import Gaussian, Noise, Poisson, noise_variance
 from invdiff.operators.base import LinearOperator, Operator
+from invdiff.operators.cg import conjugate_gradient
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
@@ -29,58 +29,6 @@ from invdiff.solvers.hyper import Hyper
 
 #: standard deviation of the white Gaussian image model behind the default lambda
 IMAGE_STD = 0.5
-#: noise floor used by the default rules for a noiseless measurement
-SIGMA_FLOOR = 0.01
-
-
-def noise_variance(noise: Noise) -> float:
-    """Per-pixel measurement variance in the [-1, 1] range (Poisson: at mid-grey)."""
-    if isinstance(noise, Poisson):
-        return 2.0 / noise.rate
-    return max(noise.sigma, SIGMA_FLOOR) ** 2  # type: ignore[attr-defined]
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.ndim - 1)))
-
-
-def conjugate_gradient_fixed(
-    apply: Callable[[Tensor], Tensor],
-    rhs: Tensor,
-    iterations: int,
-    on_iteration: Callable[[int, Tensor], None] | None = None,
-    tol: float = 1e-5,
-) -> Tensor:
-    """CG for a symmetric positive semi-definite ``apply``, ``iterations`` steps from zero.
-
-    Per-sample step sizes; a sample whose residual fell below ``tol * ||rhs||`` is frozen (a
-    mask, not a host-side test, so nothing waits on the device inside the loop). From zero on a
-    singular system it converges to the minimum-norm solution.
-    """
-    x = torch.zeros_like(rhs)
-    r = rhs.clone()
-    p = r.clone()
-    rs = _dot(r, r)
-    stop = (tol * tol) * rs.clamp_min(torch.finfo(rhs.dtype).tiny)
-    active = rs > stop
-    for i in range(iterations):
-        ap = apply(p)
-        pap = _dot(p, ap)
-        active = active & (rs > stop) & (pap > 0)
-        alpha = torch.where(
-            active, rs / torch.where(active, pap, torch.ones_like(pap)), torch.zeros_like(rs)
-        )
-        x = x + alpha * p
-        r = r - alpha * ap
-        rs_new = _dot(r, r)
-        beta = torch.where(
-            active, rs_new / torch.where(active, rs, torch.ones_like(rs)), torch.zeros_like(rs)
-        )
-        p = torch.where(active, r + beta * p, p)
-        rs = torch.where(active, rs_new, rs)
-        if on_iteration is not None:
-            on_iteration(i, x)
-    return x
 
 
 @SOLVERS.register("tikhonov")
@@ -120,9 +68,10 @@ class Tikhonov(Solver):
                 callback(Step(i, steps, x, x, None))
 
         with torch.no_grad():
-            return conjugate_gradient_fixed(
+            return conjugate_gradient(
                 lambda v: operator.adjoint(operator(v)) + lam * v,
                 operator.adjoint(y),
-                steps,
-                report,
+                iterations=steps,
+                tol=1e-5,
+                on_iteration=report,
             )

@@ -18,7 +18,7 @@ is the number of PDHG iterations.
 
 Default ``lambda`` (``lam=None``): the MAP rule for a Laplace model of gradient magnitudes with
 mean ``0.1`` (a typical mean absolute gradient of [-1, 1] images), ``lambda = sigma_y^2 / 0.1``,
-with the noise variance of ``invdiff.solvers.tikhonov.noise_variance`` (noiseless ``y``: sigma
+with the noise variance of ``invdiff.noise.noise_variance`` (noiseless ``y``: sigma
 floored at 0.01). The prior is ignored.
 """
 
@@ -29,13 +29,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.noise import Gaussian, Noise, Poisson
+from invdiff.noise import Gaussian, Noise, Poisson, noise_variance
 from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, Solver, Step
 from invdiff.solvers.hyper import Hyper
-from invdiff.solvers.tikhonov import noise_variance
 
 #: mean absolute image gradient assumed by the default lambda
 GRADIENT_SCALE = 0.1
