@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from invdiff.priors.base import ConditionalPrior
+from invdiff.priors.kinds import register
 from invdiff.priors.pixel import PixelPrior
 
 SR3_FACTORS = (2, 4, 8)
@@ -42,12 +43,15 @@ def sr3_condition(x: Tensor, factor: int) -> Tensor:
     return upsample(downsample(x, factor), tuple(x.shape[-2:]))
 
 
+@register
 class SR3Prior(PixelPrior, ConditionalPrior):
     """A ``PixelPrior`` whose UNet takes ``concat(x_t, cond)``; ``cond = condition(y)``.
 
     ``factor`` is the super-resolution factor it was trained for (2: 16 -> 32 px, 4: 8 -> 32 px).
     ``in_shape`` is the image (C, H, W); the UNet has ``2 C`` input channels.
     """
+
+    kind = "sr3"
 
     def __init__(self, unet, scheduler, *, factor: int, name: str = ""):  # noqa: ANN001
         super().__init__(unet, scheduler, name=name)
@@ -92,7 +96,7 @@ class SR3Prior(PixelPrior, ConditionalPrior):
         return super().denoise(x, sigma, cond)
 
     def metadata(self) -> dict:
-        return {**super().metadata(), "kind": "sr3", "factor": self.factor}
+        return {**super().metadata(), "factor": self.factor}
 
     @classmethod
     def from_folder(
