@@ -212,3 +212,19 @@ def test_training_conversions_match_diffusers(generator):
         torch.testing.assert_close(x0_from_output(kind, x, sigma, out), x0, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="prediction_type"):
         training_target("score", x0, noise, abar)
+
+
+def test_prior_timestep_uses_the_cached_log_grid(tiny_pixel_prior, monkeypatch):
+    prior = tiny_pixel_prior
+    sigma = torch.tensor([0.05, 1.0, 30.0])
+    expected = timestep_for_sigma(sigma, prior.sigmas)
+    prior.log_sigmas  # noqa: B018 - fill the cache
+    # neither a host read nor a log of the grid inside the call
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("host sync"))
+    log = torch.Tensor.log
+    monkeypatch.setattr(
+        torch.Tensor,
+        "log",
+        lambda self: pytest.fail("grid re-logged") if self.numel() > 3 else log(self),
+    )
+    assert torch.equal(prior.timestep_for_sigma(sigma), expected)

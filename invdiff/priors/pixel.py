@@ -151,11 +151,16 @@ class PixelPrior(Prior):
             inp = torch.cat([inp, cond.to(inp.dtype)], dim=1)
         return inp
 
-    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+    def timestep_for_sigma(self, sigma: Tensor) -> Tensor:
+        """The UNet's continuous timestep for each ``sigma`` (float64, on ``sigma``'s device),
+        from the cached log grid: tensor operations only, no host sync, no log of the grid."""
         log_grid = self.log_sigmas
         if log_grid.device != sigma.device:  # x on another device than the prior: follow it
             log_grid = log_grid.to(sigma.device)
-        t = timestep_for_sigma(sigma.flatten(), self.sigmas, log_grid).to(torch.float32)
+        return timestep_for_sigma(sigma.flatten(), self.sigmas, log_grid)
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        t = self.timestep_for_sigma(sigma).to(torch.float32)
         inp = self.network_input(x, sigma, cond)
         kwargs = {}
         labels = self.class_labels
