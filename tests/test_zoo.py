@@ -122,4 +122,7 @@ def test_kind_of_a_folder_is_its_prior_json_kind(name):
 
     kind = json.loads((ZOO_DIR / name / "prior.json").read_text())["kind"]
     assert kind_of(name) == kind_of(ZOO_DIR / name) == kind
-    assert invdiff.priors.describe(name).prior_type is invdiff.priors.prior_class(kind)
+    info = invdiff.priors.describe(name)
+    assert info.prior_type is invdiff.priors.prior_class(kind)
+    if kind == "sr3":
+        assert info.degradation == invdiff.priors.load(name).degradation_spec

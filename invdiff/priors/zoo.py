@@ -63,6 +63,9 @@ class PriorInfo:
     image_shape: tuple[int, int, int]  # (C, H, W) of the images it models (decoded, if latent)
     noise_levels: int  # size of its noise grid (num_train_timesteps)
     factor: int | None = None  # SR3: the super-resolution factor it was trained for
+    #: SR3: the operator that made its low-resolution training inputs (registry name and
+    #: arguments, as ``SR3Prior.degradation_spec``), so a pairing can be checked before loading
+    degradation: dict | None = None
 
     def __str__(self) -> str:
         c, h, w = self.image_shape
@@ -89,7 +92,12 @@ def describe(name_or_folder: str | Path) -> PriorInfo:
     levels = int(read_json(layout.scheduler / SCHEDULER_FILE).get("num_train_timesteps", 1000))
     prior_type = prior_class(kind)
     factor = int(meta["factor"]) if kind == "sr3" and "factor" in meta else None
-    return PriorInfo(folder, kind, prior_type, shape, levels, factor)
+    degradation = None
+    if factor is not None:
+        from invdiff.priors.sr3 import DEGRADATION
+
+        degradation = dict(meta.get("degradation") or {"name": DEGRADATION, "factor": factor})
+    return PriorInfo(folder, kind, prior_type, shape, levels, factor, degradation)
 
 
 def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
