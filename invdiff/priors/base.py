@@ -82,6 +82,9 @@ class Prior(nn.Module, ABC):
                 return
         super().__setattr__(name, value)
 
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, in_shape={getattr(self, 'in_shape', None)}"
+
     def forward(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
         """``prior(x, sigma, cond)`` is ``prior.x0(x, sigma, cond)``."""
         return self.x0(x, sigma, cond)
