@@ -47,12 +47,13 @@ from torch import Tensor
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.paths import problems_dir
+from invdiff.priors.kinds import folder_kinds
 from invdiff.registry import DATASETS, OPERATORS, PROBLEMS
 
 #: noise model names usable in a preset's ``[noise]`` table
 NOISE_MODELS: dict[str, type[Noise]] = {"gaussian": Gaussian, "poisson": Poisson}
 #: solver kinds that a preset can name a default prior for
-PRIOR_KINDS: tuple[str, ...] = ("pixel", "sr3", "latent")
+PRIOR_KINDS: tuple[str, ...] = folder_kinds()
 
 _TOP_KEYS = {"description", "dataset", "image_size", "channels", "operator", "noise", "priors"}
 _REQUIRED_KEYS = ("dataset", "image_size", "operator", "noise")

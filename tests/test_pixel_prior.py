@@ -148,3 +148,83 @@ def test_from_folder_missing(tmp_path):
     (tmp_path / "half" / "unet").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="missing"):
         PixelPrior.from_folder(tmp_path / "half")
+
+
+# ------------------------------------------------------------ a prior is an nn.Module
+
+
+def test_prior_is_a_module_with_the_network_as_submodule(tiny_pixel_prior, generator):
+    prior = tiny_pixel_prior
+    assert isinstance(prior, torch.nn.Module) and not prior.training
+    # the state dict holds the weights only: the noise grid is a non-persistent buffer
+    keys = list(prior.state_dict())
+    assert keys and all(k.startswith("unet.") for k in keys)
+    assert "sigmas" in dict(prior.named_buffers())
+    x = torch.randn(2, 1, 8, 8, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(prior(x, 0.7), prior.x0(x, 0.7))
+
+
+def test_to_moves_the_grid_and_keeps_the_log_grid_cached(tiny_pixel_prior):
+    prior = tiny_pixel_prior
+    log = prior.log_sigmas
+    assert prior.log_sigmas is log  # computed once per grid tensor, not per call
+    assert torch.equal(log, prior.sigmas.double().log())
+    assert prior.to("cpu") is prior and prior.log_sigmas is log
+    prior.to(torch.device("meta"))
+    assert prior.sigmas.device.type == "meta" and prior.log_sigmas.device.type == "meta"
+
+
+def test_sigmas_of_any_subclass_follow_to():
+    from invdiff.priors.base import Prior
+
+    class Double(Prior):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_shape, self.sigmas = (1, 2, 2), torch.tensor([0.1, 1.0])
+
+        def denoise(self, x, sigma, cond):
+            return x
+
+    prior = Double().to(torch.device("meta"))
+    assert prior.sigmas.device.type == "meta" and prior.state_dict() == {}
+
+
+def test_training_conversions_match_diffusers(generator):
+    """The training input and targets equal the scheduler's ``add_noise`` / ``get_velocity``,
+    and ``x0_from_output`` inverts them in sigma-space."""
+    from invdiff.priors.pixel import training_target, vp_noisy, x0_from_output
+
+    scheduler = DDPMScheduler()
+    t = torch.tensor([0, 10, 500, 999])
+    x0 = torch.rand(4, 1, 8, 8, generator=generator) * 2 - 1
+    noise = torch.randn(4, 1, 8, 8, generator=generator)
+    abar = scheduler.alphas_cumprod.float()[t].view(-1, 1, 1, 1)
+    xt = vp_noisy(x0, noise, abar)
+    torch.testing.assert_close(xt, scheduler.add_noise(x0, noise, t), atol=1e-6, rtol=1e-6)
+    v = training_target("v_prediction", x0, noise, abar)
+    torch.testing.assert_close(v, scheduler.get_velocity(x0, noise, t), atol=1e-6, rtol=1e-6)
+    assert training_target("epsilon", x0, noise, abar) is noise
+    assert training_target("sample", x0, noise, abar) is x0
+    sigma = ((1 - abar) / abar).sqrt()
+    x = xt / abar.sqrt()
+    for kind, out in (("epsilon", noise), ("v_prediction", v), ("sample", x0)):
+        torch.testing.assert_close(x0_from_output(kind, x, sigma, out), x0, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        training_target("score", x0, noise, abar)
+
+
+def test_prior_timestep_uses_the_cached_log_grid(tiny_pixel_prior, monkeypatch):
+    prior = tiny_pixel_prior
+    sigma = torch.tensor([0.05, 1.0, 30.0])
+    expected = timestep_for_sigma(sigma, prior.sigmas)
+    prior.log_sigmas  # noqa: B018 - fill the cache
+    # neither a host read nor a log of the grid inside the call
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("host sync"))
+    log = torch.Tensor.log
+    monkeypatch.setattr(
+        torch.Tensor,
+        "log",
+        lambda self: pytest.fail("grid re-logged") if self.numel() > 3 else log(self),
+    )
+    assert torch.equal(prior.timestep_for_sigma(sigma), expected)

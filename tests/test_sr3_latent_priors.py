@@ -163,3 +163,54 @@ def test_bad_folders_give_clear_errors(tmp_path, sr3_prior, latent_prior, tiny_p
     # and a good folder still loads
     tiny_pixel_prior.save(tmp_path / "fresh")
     assert isinstance(invdiff.priors.load(tmp_path / "fresh"), PixelPrior)
+
+
+# ------------------------------------------------- the SR3 degradation as an operator
+
+
+def test_sr3_degradation_is_the_training_downsampling(sr3_prior, generator):
+    """``SR3Prior.degradation`` applied to an image is exactly what training fed the network."""
+    from invdiff.operators.resize import BicubicResize
+
+    x = batch(generator)
+    deg = sr3_prior.degradation
+    assert isinstance(deg, BicubicResize) and deg.factor == 2 and deg.in_shape == (1, 8, 8)
+    assert torch.equal(deg(x), downsample(x, sr3_prior.factor))
+    assert torch.equal(sr3_prior.condition(deg(x)), sr3_condition(x, sr3_prior.factor))
+    # the degradation is no part of the prior's weights
+    assert all(k.startswith("unet.") for k in sr3_prior.state_dict())
+
+
+def test_sr3_accepts_only_its_degradation(sr3_prior):
+    get = invdiff.operators.get
+    assert sr3_prior.accepts(get("bicubic_resize", in_shape=(1, 8, 8), factor=2))
+    assert not sr3_prior.accepts(get("super_resolution", in_shape=(1, 8, 8), factor=2))
+    assert not sr3_prior.accepts(get("bicubic_downsampling", in_shape=(1, 8, 8), factor=2))
+    assert not sr3_prior.accepts(get("bicubic_resize", in_shape=(1, 8, 8), factor=4))
+    assert not sr3_prior.accepts(get("bicubic_resize", in_shape=(1, 16, 16), factor=2))
+
+
+def test_sr3_degradation_round_trips_through_prior_json(tmp_path, sr3_prior):
+    sr3_prior.save(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "prior.json").read_text())
+    assert meta["degradation"] == {"name": "bicubic_resize", "factor": 2}
+    # a folder written before the field existed: the degradation is derived from the factor
+    del meta["degradation"]
+    (tmp_path / "s" / "prior.json").write_text(json.dumps(meta))
+    loaded = invdiff.priors.load(tmp_path / "s")
+    assert loaded.degradation_spec == sr3_prior.degradation_spec
+    assert loaded.accepts(sr3_prior.degradation)
+
+
+def test_sr3_degradation_must_be_a_registered_operator_of_its_factor():
+    unet = tiny_unet(size=8, channels=1, in_channels=2)
+    with pytest.raises(KeyError, match="unknown operator 'bilinear'"):
+        SR3Prior(unet, DDPMScheduler(), factor=2, degradation={"name": "bilinear"})
+    with pytest.raises(ValueError, match="factor 2"):
+        SR3Prior(
+            unet, DDPMScheduler(), factor=2, degradation={"name": "bicubic_resize", "factor": 4}
+        )
+    prior = SR3Prior(
+        unet, DDPMScheduler(), factor=2, degradation={"name": "super_resolution", "factor": 2}
+    )
+    assert prior.accepts(invdiff.operators.get("super_resolution", in_shape=(1, 8, 8), factor=2))

@@ -76,3 +76,53 @@ def test_zoo_denoiser_beats_the_identity(name, test_images):
     err_prior = (est - clean).pow(2).mean()
     err_identity = (noisy - clean).pow(2).mean()
     assert err_prior < 0.5 * err_identity
+
+
+# ------------------------------------------------------------------ kinds, resolved once
+
+
+def test_every_prior_class_is_registered_under_its_kind():
+    from invdiff.priors import GaussianMixturePrior, folder_kinds, kind_of, prior_class
+    from invdiff.registry import PRIORS
+
+    classes = {
+        "pixel": PixelPrior,
+        "sr3": SR3Prior,
+        "latent": LatentDiffusionPrior,
+        "gaussian_mixture": GaussianMixturePrior,
+    }
+    assert set(PRIORS.names()) == set(classes)
+    for kind, cls in classes.items():
+        assert prior_class(kind) is cls and kind_of(cls) == kind
+    assert set(folder_kinds()) == {"pixel", "sr3", "latent"}
+    assert invdiff.problems.PRIOR_KINDS == folder_kinds()
+    with pytest.raises(KeyError, match="unknown prior 'gan'"):
+        prior_class("gan")
+    with pytest.raises(TypeError, match="not a prior type"):
+        kind_of(object())
+
+
+def test_a_solvers_required_type_names_its_kind():
+    from invdiff.bench.runner import solver_kind
+    from invdiff.priors import Prior, kind_of
+
+    assert kind_of(Prior) == "pixel"
+    assert kind_of(ConditionalPrior) == "sr3" and kind_of(LatentPrior) == "latent"
+    for name in invdiff.solvers.names():
+        solver = invdiff.solvers.get(name)
+        assert solver_kind(solver) == kind_of(solver.requires_prior)
+    assert solver_kind(invdiff.solvers.get("sr3")) == "sr3"
+    assert solver_kind(invdiff.solvers.get("psld")) == "latent"
+    assert solver_kind(invdiff.solvers.get("dps")) == "pixel"
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_kind_of_a_folder_is_its_prior_json_kind(name):
+    from invdiff.priors import kind_of
+
+    kind = json.loads((ZOO_DIR / name / "prior.json").read_text())["kind"]
+    assert kind_of(name) == kind_of(ZOO_DIR / name) == kind
+    info = invdiff.priors.describe(name)
+    assert info.prior_type is invdiff.priors.prior_class(kind)
+    if kind == "sr3":
+        assert info.degradation == invdiff.priors.load(name).degradation_spec

@@ -35,7 +35,8 @@ from invdiff.bench import rows as rowio
 from invdiff.bench.distributed import World, setup
 from invdiff.bench.suite import SolverSpec, Suite, SuiteError
 from invdiff.images import check_image, from_uint8, to_uint8
-from invdiff.priors.base import ConditionalPrior, LatentPrior, Prior
+from invdiff.priors.base import Prior
+from invdiff.priors.kinds import kind_of
 from invdiff.problems import PRIOR_KINDS, Problem, measurement_seed
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import SolverMismatchError
@@ -46,12 +47,7 @@ RUN_INFO = "run.json"
 
 def solver_kind(solver: Any) -> str:
     """The prior kind a solver runs on, from its declared requirement (a type, not a name)."""
-    req = solver.requires_prior
-    if issubclass(req, LatentPrior):
-        return "latent"
-    if issubclass(req, ConditionalPrior):
-        return "sr3"
-    return "pixel"
+    return kind_of(solver.requires_prior)
 
 
 @dataclass

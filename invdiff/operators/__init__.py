@@ -27,6 +27,7 @@ _FAMILIES: tuple[str, ...] = (
     "phase_retrieval",
     "hdr",
     "nonlinear_blur",
+    "resize",
 )
 
 for _family in _FAMILIES:

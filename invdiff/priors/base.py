@@ -9,6 +9,11 @@ DDRM, DDNM) run so that nothing is interpolated.
 
 Capabilities are types: ``LatentPrior`` adds ``encode``/``decode``, ``ConditionalPrior`` takes
 ``cond``. A solver that needs one checks ``isinstance`` before doing any work.
+
+A prior is a ``torch.nn.Module``: its networks are submodules (``state_dict``, ``.to(device)``,
+``.eval()`` work as for any module) and its noise grid ``sigmas`` is a non-persistent buffer, so
+it follows ``.to`` without entering the state dict. ``prior(x, sigma, cond)`` is ``x0``.
+Each class declares its ``kind`` once (``invdiff.priors.kinds``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from invdiff.priors.network import NetworkOptions, with_options
 
@@ -36,8 +42,12 @@ def sigma_column(sigma: float | Tensor, x: Tensor) -> Tensor:
     return s.view(-1, *([1] * (x.ndim - 1)))
 
 
-class Prior(ABC):
+class Prior(nn.Module, ABC):
     """A diffusion prior in sigma-space. Subclasses implement ``denoise``."""
+
+    #: the kind of prior this type stands for (``invdiff.priors.kinds``): a concrete class
+    #: registers under it, and a solver requiring this type loads a prior of this kind
+    kind: ClassVar[str] = "pixel"
 
     #: (C, H, W) of the samples this prior models (the latent shape for a latent prior).
     in_shape: tuple[int, int, int]
@@ -57,8 +67,27 @@ class Prior(ABC):
     _observers: tuple[Callable[[float | Tensor], None], ...] = ()
 
     def __init__(self) -> None:
+        super().__init__()
+        # a prior is evaluated, never trained: dropout and the like stay off
+        self.train(False)
         #: number of network evaluations so far (benchmarks read and reset it).
         self.nfe = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the noise grid moves with ``.to(device)`` whichever subclass (or test double) sets it,
+        # and stays out of the state dict, which holds the networks' weights only
+        if name == "sigmas" and isinstance(value, Tensor) and "_buffers" in self.__dict__:
+            if name not in self._buffers and not hasattr(type(self), name):
+                self.register_buffer(name, value, persistent=False)
+                return
+        super().__setattr__(name, value)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, in_shape={getattr(self, 'in_shape', None)}"
+
+    def forward(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
+        """``prior(x, sigma, cond)`` is ``prior.x0(x, sigma, cond)``."""
+        return self.x0(x, sigma, cond)
 
     def configure(
         self,
@@ -144,6 +173,17 @@ class Prior(ABC):
     def sigma_max(self) -> float:
         return self._sigma_bounds()[1]
 
+    @property
+    def log_sigmas(self) -> Tensor:
+        """``log sigmas`` in float64 on the grid's device, computed once per grid tensor (a
+        network call converts sigma to a timestep with it; recomputing it per call would cost a
+        kernel launch and, read on the host, a device sync)."""
+        cached = self.__dict__.get("_log_cache")
+        if cached is None or cached[0] is not self.sigmas:
+            cached = (self.sigmas, self.sigmas.double().log())
+            self.__dict__["_log_cache"] = cached
+        return cached[1]
+
     def _sigma_bounds(self) -> tuple[float, float]:
         # read from the grid once per grid tensor: solvers ask for these inside their loops, and
         # reading a device tensor on the host waits for the device
@@ -165,13 +205,11 @@ class Prior(ABC):
         """``abar_t = 1 / (1 + sigma_t^2)`` on the model's grid (the VP view of ``sigmas``)."""
         return 1 / (1 + self.sigmas.double() ** 2)
 
-    def to(self, device: torch.device | str) -> Prior:  # pragma: no cover - overridden
-        self.sigmas = self.sigmas.to(device)
-        return self
-
 
 class LatentPrior(Prior):
     """A prior on the latents ``z`` of an autoencoder; images are ``decode(z)``."""
+
+    kind: ClassVar[str] = "latent"
 
     #: (C, H, W) of the decoded images.
     image_shape: tuple[int, int, int]
@@ -189,6 +227,8 @@ class LatentPrior(Prior):
 
 class ConditionalPrior(Prior):
     """A prior conditioned on an image ``cond`` concatenated to the network input (SR3)."""
+
+    kind: ClassVar[str] = "sr3"
 
     @abstractmethod
     def condition(self, y: Tensor) -> Tensor:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import torch
 
+from invdiff.priors.kinds import folder_kinds
+
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 PICKLED_WEIGHTS_FILE = "diffusion_pytorch_model.bin"
 SCHEDULER_FILE = "scheduler_config.json"
 UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
-KINDS = ("pixel", "sr3", "latent")
 # files each kind needs, relative to the folder
 REQUIRED_FILES = {
     "pixel": ["unet/config.json", f"unet/{WEIGHTS_FILE}", "scheduler/scheduler_config.json"],
@@ -89,8 +90,9 @@ def read_prior_json(folder: str | Path, required: tuple[str, ...] = ()) -> dict:
         return {"kind": "pixel"}
     meta = read_json(path)
     kind = meta.get("kind", "pixel")
-    if kind not in KINDS:
-        raise PriorFolderError(f"{path}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    kinds = folder_kinds()
+    if kind not in kinds:
+        raise PriorFolderError(f"{path}: unknown kind {kind!r}; expected one of {', '.join(kinds)}")
     missing = [k for k in required if k not in meta]
     if missing:
         raise PriorFolderError(

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from invdiff.priors.base import Prior, vp_sigmas
-from invdiff.registry import PRIORS
+from invdiff.priors.kinds import register
 
 
 class GaussianMixture:
@@ -95,7 +95,7 @@ class GaussianMixture:
         return GaussianMixture(torch.softmax(logw, 0), post_mean, post_cov)
 
 
-@PRIORS.register("gaussian_mixture")
+@register
 class GaussianMixturePrior(Prior):
     """The exact prior of a Gaussian mixture on images of shape ``in_shape``.
 
@@ -104,6 +104,7 @@ class GaussianMixturePrior(Prior):
     so the VP-chain solvers run on it exactly as on a trained model.
     """
 
+    kind = "gaussian_mixture"
     #: a mixture's samples are not confined to [-1, 1], so measurements are not range-checked
     data_range = None
 
@@ -178,7 +179,3 @@ class GaussianMixturePrior(Prior):
     def posterior(self, A: Tensor, sigma_y: float, y: Tensor) -> GaussianMixture:
         """Exact posterior mixture for one measurement ``y`` (see ``GaussianMixture.posterior``)."""
         return self.mixture.posterior(A, sigma_y, y)
-
-    def to(self, device: torch.device | str) -> GaussianMixturePrior:
-        self.sigmas = self.sigmas.to(device)
-        return self

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from invdiff.priors.base import LatentPrior
+from invdiff.priors.kinds import register
 from invdiff.priors.network import NetworkOptions, NetworkRunner
 from invdiff.priors.pixel import PixelPrior
 
@@ -28,9 +29,12 @@ def _latent_mean(out) -> Tensor:  # noqa: ANN001 - a diffusers AutoencoderKLOutp
     return out.latent_dist.mean
 
 
+@register
 class LatentDiffusionPrior(PixelPrior, LatentPrior):
     """Sigma-space prior on latents ``z``; ``in_shape`` is the latent (C, h, w), ``image_shape``
     the decoded image (C, H, W)."""
+
+    kind = "latent"
 
     def __init__(
         self, unet, scheduler, vae, *, scaling_factor: float | None = None, name: str = ""
@@ -74,11 +78,6 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
         out = self._decode_runner((z / self.scaling_factor).to(self.vae.dtype), output=_decoded)
         return out.to(z.dtype)
 
-    def to(self, device: torch.device | str) -> LatentDiffusionPrior:
-        super().to(device)
-        self.vae.to(device)
-        return self
-
     def _apply_network_options(self, options: NetworkOptions) -> None:
         super()._apply_network_options(options)
         self._decode_runner.configure(options)
@@ -87,7 +86,6 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
     def metadata(self) -> dict:
         return {
             **super().metadata(),
-            "kind": "latent",
             "image_shape": list(self.image_shape),
             "image_size": self.image_shape[-1],
             "scaling_factor": self.scaling_factor,

@@ -15,9 +15,44 @@ import torch
 from torch import Tensor
 
 from invdiff.priors.base import Prior
+from invdiff.priors.kinds import register
 from invdiff.priors.network import NetworkOptions, NetworkRunner
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+# The conversions between a DDPM network's output and the clean image, for training (the target
+# the network learns) and for inference (x0 from its output): written here once, in the VP chain
+# ``x_t = sqrt(abar) x0 + sqrt(1 - abar) eps`` (Ho et al. 2020) and, at inference, in sigma-space
+# ``x_sigma = x_t / sqrt(abar) = x0 + sigma eps`` with ``abar = 1 / (1 + sigma^2)``.
+
+
+def vp_noisy(x0: Tensor, noise: Tensor, abar: Tensor) -> Tensor:
+    """The training input ``x_t = sqrt(abar) x0 + sqrt(1 - abar) eps`` (``add_noise``)."""
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def training_target(prediction_type: str, x0: Tensor, noise: Tensor, abar: Tensor) -> Tensor:
+    """What the network learns to output: ``eps``, ``v = sqrt(abar) eps - sqrt(1 - abar) x0``
+    (Salimans & Ho 2022, Sec. 4; diffusers' ``get_velocity``) or ``x0`` itself."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+def x0_from_output(prediction_type: str, x: Tensor, sigma: Tensor, out: Tensor) -> Tensor:
+    """``E[x0 | x_sigma = x]`` from the network output at ``x_t = x / sqrt(1 + sigma^2)``:
+    ``x - sigma eps`` (epsilon), ``sqrt(abar) x_t - sqrt(1 - abar) v`` (v) or ``out`` (sample)."""
+    if prediction_type == "epsilon":
+        return x - sigma * out
+    if prediction_type == "v_prediction":
+        root = (1 + sigma**2).sqrt()
+        return x / (1 + sigma**2) - sigma / root * out
+    return out
 
 
 def sigmas_from_scheduler(scheduler) -> Tensor:  # noqa: ANN001 - a diffusers scheduler
@@ -48,6 +83,7 @@ def _sample(out) -> Tensor:  # noqa: ANN001 - a diffusers UNet2DOutput
     return out.sample
 
 
+@register
 class PixelPrior(Prior):
     """Sigma-space view of a diffusers UNet trained on the discrete DDPM chain.
 
@@ -61,6 +97,8 @@ class PixelPrior(Prior):
     null condition of a model trained with its conditioning dropped to zeros; pass the
     embedding of an empty prompt for a model trained otherwise).
     """
+
+    kind = "pixel"
 
     def __init__(
         self,
@@ -96,7 +134,6 @@ class PixelPrior(Prior):
                 else torch.zeros(1, 1, dim, device=unet.device)
             )
         self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
-        self._log_sigmas = self.sigmas.double().log()
         self.name = name
         self.class_labels = class_labels
         for p in self.unet.parameters():
@@ -114,11 +151,16 @@ class PixelPrior(Prior):
             inp = torch.cat([inp, cond.to(inp.dtype)], dim=1)
         return inp
 
-    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
-        log_grid = self._log_sigmas
+    def timestep_for_sigma(self, sigma: Tensor) -> Tensor:
+        """The UNet's continuous timestep for each ``sigma`` (float64, on ``sigma``'s device),
+        from the cached log grid: tensor operations only, no host sync, no log of the grid."""
+        log_grid = self.log_sigmas
         if log_grid.device != sigma.device:  # x on another device than the prior: follow it
             log_grid = log_grid.to(sigma.device)
-        t = timestep_for_sigma(sigma.flatten(), self.sigmas, log_grid).to(torch.float32)
+        return timestep_for_sigma(sigma.flatten(), self.sigmas, log_grid)
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
+        t = self.timestep_for_sigma(sigma).to(torch.float32)
         inp = self.network_input(x, sigma, cond)
         kwargs = {}
         labels = self.class_labels
@@ -131,18 +173,7 @@ class PixelPrior(Prior):
             hidden = self.encoder_hidden_states.to(x.device, self.unet.dtype)
             kwargs["encoder_hidden_states"] = hidden.expand(x.shape[0], *hidden.shape[1:])
         out = self._unet_runner(inp.to(self.unet.dtype), t, output=_sample, **kwargs).to(x.dtype)
-        if self.prediction_type == "epsilon":
-            return x - sigma * out
-        if self.prediction_type == "v_prediction":
-            root = (1 + sigma**2).sqrt()
-            return x / (1 + sigma**2) - sigma / root * out
-        return out
-
-    def to(self, device: torch.device | str) -> PixelPrior:
-        self.unet.to(device)
-        self.sigmas = self.sigmas.to(device)
-        self._log_sigmas = self._log_sigmas.to(device)
-        return self
+        return x0_from_output(self.prediction_type, x, sigma, out)
 
     def _apply_network_options(self, options: NetworkOptions) -> None:
         self._unet_runner.configure(options)
@@ -150,7 +181,7 @@ class PixelPrior(Prior):
     def metadata(self) -> dict:
         """What ``prior.json`` records: the kind (for ``invdiff.priors.load``) and the shapes."""
         return {
-            "kind": "pixel",
+            "kind": self.kind,
             "in_shape": list(self.in_shape),
             "image_size": self.in_shape[-1],
             "prediction_type": self.prediction_type,

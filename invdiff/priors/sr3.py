@@ -6,20 +6,34 @@ input channels: ``eps_theta(concat(x_t, up(y)), t)``. In sigma-space (``x_sigma 
 ``x_t = x_sigma / sqrt(1 + sigma^2)``) this is a ``PixelPrior`` whose network input carries
 ``cond = condition(y)``; the same bicubic degradation (``downsample``) and upsampling
 (``upsample``) are used in training and at inference, so the conditioning matches.
+
+The degradation is also an ``Operator``: ``SR3Prior.degradation`` is the registered operator the
+low-resolution training inputs were made with (``bicubic_resize`` at the prior's factor unless
+``prior.json`` names another under ``degradation``), and ``SR3Prior.accepts(operator)`` tells
+whether a problem measures with it. A problem measured otherwise (average pooling, say) gives the
+network a conditioning image it never saw in training.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from invdiff.operators.base import Operator
+from invdiff.operators.resize import bicubic_resize
 from invdiff.priors.base import ConditionalPrior
+from invdiff.priors.kinds import register
 from invdiff.priors.pixel import PixelPrior
+from invdiff.registry import OPERATORS
 
 SR3_FACTORS = (2, 4, 8)
+#: the registered operator ``downsample`` computes (the default SR3 training degradation)
+DEGRADATION = "bicubic_resize"
 
 
 def downsample(x: Tensor, factor: int) -> Tensor:
@@ -27,9 +41,8 @@ def downsample(x: Tensor, factor: int) -> Tensor:
     h, w = x.shape[-2:]
     if h % factor or w % factor:
         raise ValueError(f"image size {(h, w)} is not divisible by the factor {factor}")
-    return F.interpolate(
-        x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False
-    )
+    # the formula of the ``bicubic_resize`` operator, so the prior's degradation is that operator
+    return bicubic_resize(x, (h // factor, w // factor))
 
 
 def upsample(y: Tensor, size: tuple[int, int]) -> Tensor:
@@ -42,6 +55,7 @@ def sr3_condition(x: Tensor, factor: int) -> Tensor:
     return upsample(downsample(x, factor), tuple(x.shape[-2:]))
 
 
+@register
 class SR3Prior(PixelPrior, ConditionalPrior):
     """A ``PixelPrior`` whose UNet takes ``concat(x_t, cond)``; ``cond = condition(y)``.
 
@@ -49,10 +63,31 @@ class SR3Prior(PixelPrior, ConditionalPrior):
     ``in_shape`` is the image (C, H, W); the UNet has ``2 C`` input channels.
     """
 
-    def __init__(self, unet, scheduler, *, factor: int, name: str = ""):  # noqa: ANN001
+    kind = "sr3"
+
+    def __init__(
+        self,
+        unet,  # noqa: ANN001 - a diffusers UNet2DModel
+        scheduler,  # noqa: ANN001 - a diffusers DDPM-family scheduler
+        *,
+        factor: int,
+        name: str = "",
+        degradation: Mapping[str, Any] | None = None,
+    ):
         super().__init__(unet, scheduler, name=name)
         if factor not in SR3_FACTORS:
             raise ValueError(f"factor must be one of {SR3_FACTORS}, got {factor!r}")
+        spec = {"name": DEGRADATION, "factor": int(factor)}
+        if degradation is not None:
+            spec = dict(degradation)
+            if not isinstance(spec.get("name"), str) or spec.get("factor", factor) != factor:
+                raise ValueError(
+                    "degradation must name a registered operator (and, if it gives one, the "
+                    f"prior's factor {factor}), got {dict(degradation)!r}"
+                )
+            OPERATORS.entry(spec["name"])  # an unknown name lists the registered ones
+        #: the training degradation by registry name and arguments (``prior.json``)
+        self.degradation_spec = spec
         cfg = unet.config
         if int(cfg.in_channels) != 2 * int(cfg.out_channels):
             raise ValueError(
@@ -60,6 +95,23 @@ class SR3Prior(PixelPrior, ConditionalPrior):
                 f"in_channels={cfg.in_channels}, out_channels={cfg.out_channels}"
             )
         self.factor = int(factor)
+
+    @property
+    def degradation(self) -> Operator:
+        """The operator that made the low-resolution training inputs, on this prior's images."""
+        # kept out of the module tree: an operator's buffers are not the prior's weights
+        op = self.__dict__.get("_degradation")
+        if op is None:
+            args = {k: v for k, v in self.degradation_spec.items() if k != "name"}
+            op = OPERATORS.get(self.degradation_spec["name"], in_shape=self.in_shape, **args)
+            self.__dict__["_degradation"] = op
+        return op
+
+    def accepts(self, operator: Operator) -> bool:
+        """Whether ``operator`` is the degradation the prior was trained on: the same registered
+        operator with the same shapes and settings (as its ``repr`` states them)."""
+        deg = self.degradation
+        return type(operator) is type(deg) and operator.extra_repr() == deg.extra_repr()
 
     @property
     def low_res_shape(self) -> tuple[int, int, int]:
@@ -92,7 +144,7 @@ class SR3Prior(PixelPrior, ConditionalPrior):
         return super().denoise(x, sigma, cond)
 
     def metadata(self) -> dict:
-        return {**super().metadata(), "kind": "sr3", "factor": self.factor}
+        return {**super().metadata(), "factor": self.factor, "degradation": self.degradation_spec}
 
     @classmethod
     def from_folder(
@@ -104,4 +156,10 @@ class SR3Prior(PixelPrior, ConditionalPrior):
         folder = Path(folder)
         meta = read_prior_json(folder, required=("factor",))
         unet, scheduler = load_unet_and_scheduler(folder, device=device)
-        return cls(unet, scheduler, factor=int(meta["factor"]), name=name or folder.name)
+        return cls(
+            unet,
+            scheduler,
+            factor=int(meta["factor"]),
+            name=name or folder.name,
+            degradation=meta.get("degradation"),
+        )

@@ -22,7 +22,7 @@ from invdiff.priors.checks import (
     require_folder,
     validate_prior_folder,
 )
-from invdiff.priors.pixel import PixelPrior
+from invdiff.priors.kinds import prior_class
 
 ZOO_DIR = zoo_dir()
 
@@ -58,15 +58,18 @@ class PriorInfo:
     """What a prior folder holds, read from its JSON files alone (no weights, no network)."""
 
     folder: Path
-    kind: str  # pixel, sr3 or latent
+    kind: str  # a folder kind (invdiff.priors.folder_kinds): pixel, sr3 or latent
     prior_type: type[Prior]  # the class ``load`` returns
     image_shape: tuple[int, int, int]  # (C, H, W) of the images it models (decoded, if latent)
     noise_levels: int  # size of its noise grid (num_train_timesteps)
     factor: int | None = None  # SR3: the super-resolution factor it was trained for
+    #: SR3: the operator that made its low-resolution training inputs (registry name and
+    #: arguments, as ``SR3Prior.degradation_spec``), so a pairing can be checked before loading
+    degradation: dict | None = None
 
     def __str__(self) -> str:
         c, h, w = self.image_shape
-        what = {"pixel": "pixel", "sr3": f"SR3 x{self.factor}", "latent": "latent"}[self.kind]
+        what = f"SR3 x{self.factor}" if self.kind == "sr3" else self.kind
         colour = "grey" if c == 1 else "RGB" if c == 3 else f"{c}-channel"
         return f"{what} prior for {h}x{w} {colour} images"
 
@@ -74,9 +77,6 @@ class PriorInfo:
 def describe(name_or_folder: str | Path) -> PriorInfo:
     """Kind, class and image shape of a shipped prior or folder, without loading weights: what
     a command needs to check a pairing before the expensive part."""
-    from invdiff.priors.latent import LatentDiffusionPrior
-    from invdiff.priors.sr3 import SR3Prior
-
     folder = resolve(name_or_folder)
     meta = read_prior_json(folder)
     kind = meta.get("kind", "pixel")
@@ -90,25 +90,19 @@ def describe(name_or_folder: str | Path) -> PriorInfo:
         side = int(vae.get("sample_size", 0))
         shape = (int(vae.get("in_channels", 3)), side, side)
     levels = int(read_json(layout.scheduler / SCHEDULER_FILE).get("num_train_timesteps", 1000))
-    prior_type = {"pixel": PixelPrior, "sr3": SR3Prior, "latent": LatentDiffusionPrior}[kind]
+    prior_type = prior_class(kind)
     factor = int(meta["factor"]) if kind == "sr3" and "factor" in meta else None
-    return PriorInfo(folder, kind, prior_type, shape, levels, factor)
+    degradation = None
+    if factor is not None:
+        from invdiff.priors.sr3 import DEGRADATION
+
+        degradation = dict(meta.get("degradation") or {"name": DEGRADATION, "factor": factor})
+    return PriorInfo(folder, kind, prior_type, shape, levels, factor, degradation)
 
 
 def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:
     """Load a shipped prior by name, or a prior folder from disk (never from a hub)."""
     folder = resolve(name_or_folder)
+    # validate_prior_folder refuses a kind that no class loads from a folder
     kind = validate_prior_folder(folder).get("kind", "pixel")
-    if kind == "pixel":
-        return PixelPrior.from_folder(folder, device=device, name=folder.name)
-    if kind == "sr3":
-        from invdiff.priors.sr3 import SR3Prior
-
-        return SR3Prior.from_folder(folder, device=device)
-    if kind == "latent":
-        from invdiff.priors.latent import LatentDiffusionPrior
-
-        return LatentDiffusionPrior.from_folder(folder, device=device)
-    raise ValueError(
-        f"prior folder {folder} has unknown kind {kind!r} in prior.json (pixel, sr3, latent)"
-    )
+    return prior_class(kind).from_folder(folder, device=device, name=folder.name)

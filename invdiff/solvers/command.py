@@ -138,13 +138,9 @@ def _hyperparameters(items: list[str], defaults: dict[str, Any]) -> dict[str, An
 
 
 def _prior_kind(solver: Any) -> str:
-    from invdiff.priors.base import ConditionalPrior, LatentPrior
+    from invdiff.priors.kinds import kind_of
 
-    if issubclass(solver.requires_prior, ConditionalPrior):
-        return "sr3"
-    if issubclass(solver.requires_prior, LatentPrior):
-        return "latent"
-    return "pixel"
+    return kind_of(solver.requires_prior)
 
 
 def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) -> None:

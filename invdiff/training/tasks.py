@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invdiff.priors.base import Prior
+from invdiff.priors.pixel import training_target, vp_noisy
 from invdiff.training.config import TrainConfig
 from invdiff.training.data import draw_batch
 
@@ -183,10 +184,8 @@ class DiffusionTask:
             labels[drop] = cfg.num_classes  # the null class of classifier-free guidance
             kwargs["class_labels"] = labels.to(self.device)
         a = self.abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target = (
-            noise if cfg.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
-        )
+        xt = vp_noisy(x0, noise, a)
+        target = training_target(cfg.prediction_type, x0, noise, a)
         cond = self.condition(x0)
         inp = xt if cond is None else torch.cat([xt, cond], dim=1)
         pred = model(inp, t, **kwargs).sample
