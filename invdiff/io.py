@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -189,6 +190,16 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in ``chunk``-byte blocks (the one hash of
+    weights, banks and results files that manifests record)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def truncate(path: str | Path, size: int) -> None:
     """Cut a regular file to ``size`` bytes (not through a link) and sync it."""
     path = Path(path)
@@ -252,6 +263,7 @@ __all__ = [
     "make_dirs",
     "read_bytes",
     "replace_folder",
+    "sha256_file",
     "truncate",
     "write_bytes",
     "write_text",
