@@ -176,47 +176,33 @@ def bank_hashes(plan: Plan) -> dict[str, Any]:
     return out
 
 
-def write_all(
-    plan: Plan,
-    store: RunStore,
-    rows: list[dict[str, Any]],
-    *,
-    figures: bool,
-    world: Any,
-    started: str,
-    wall_s: float,
-    cpu_s: float = float("nan"),
-    counts: dict[str, int],
-    errors: list[dict[str, Any]],
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Write every output of a finished run from its store and return the manifest."""
+def _summary(
+    plan: Plan, rows: list[dict[str, Any]], dist: list[dict[str, Any]]
+) -> list[stats.SummaryRow]:
+    """Per-image metrics and costs over the rows, then one value per pair of each FID/KID."""
     suite = plan.suite
-    per_image = [*suite.metrics, *TIMING]
-    summary = stats.summarize(rows, per_image)
-    dist = distribution_metrics(plan, store, progress=progress)
+    summary = stats.summarize(rows, [*suite.metrics, *TIMING])
     for d in dist:
         for m in suite.distribution_metrics:
             if m in d:
-                summary.append(
-                    stats.SummaryRow(
-                        d["problem"],
-                        d["solver"],
-                        m,
-                        stats.Estimate(d["n"], d[m], math.nan, math.nan),
-                        0,
-                    )
-                )
-    shown = [
-        *suite.metrics,
-        *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
-        *TIMING,
-    ]
+                est = stats.Estimate(d["n"], d[m], math.nan, math.nan)
+                summary.append(stats.SummaryRow(d["problem"], d["solver"], m, est, 0))
+    return summary
+
+
+def _notes(
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    dist: list[dict[str, Any]],
+    world_size: int,
+    errors: list[dict[str, Any]],
+) -> list[str]:
+    suite = plan.suite
     notes = [
         f"suite `{suite.name}`: {len(plan.indices)} image(s) of `{suite.data.get('dataset')}`, "
         f"seeds {suite.seeds}, {len({r['problem'] for r in rows})} problem(s), "
         f"{len({r['solver'] for r in rows})} solver(s), {len(rows)} rows",
-        f"device {plan.device}, world size {world.size}",
+        f"device {plan.device}, world size {world_size}",
     ]
     for m in suite.distribution_metrics:
         ns = sorted({d["n"] for d in dist if m in d})
@@ -236,39 +222,53 @@ def write_all(
         )
     if errors:
         notes.append(f"{len(errors)} failed batch(es): see errors.jsonl")
+    return notes
+
+
+def _tables(
+    plan: Plan,
+    store: RunStore,
+    summary: list[stats.SummaryRow],
+    dist: list[dict[str, Any]],
+    notes: list[str],
+) -> None:
+    """summary.csv, summary.md, table.tex and distribution.csv."""
+    suite = plan.suite
     order = {
         "problems": [p.name for p in suite.problems],
         "solvers": [s.label for s in suite.solvers],
     }
+    quality = [
+        *suite.metrics,
+        *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
+    ]
     store.write_text("summary.csv", stats.summary_csv(summary))
-    store.write_text(
-        "summary.md",
-        stats.summary_markdown(
-            summary, shown, title=f"Benchmark `{suite.name}`", notes=notes, **order
-        ),
-    )
-    store.write_text(
-        "table.tex",
-        stats.summary_latex(
-            summary,
-            [*suite.metrics, *[m for m in suite.distribution_metrics if any(m in d for d in dist)]],
-            caption=f"suite {suite.name}",
-            **order,
-        ),
-    )
+    title = f"Benchmark `{suite.name}`"
+    md = stats.summary_markdown(summary, [*quality, *TIMING], title=title, notes=notes, **order)
+    store.write_text("summary.md", md)
+    tex = stats.summary_latex(summary, quality, caption=f"suite {suite.name}", **order)
+    store.write_text("table.tex", tex)
     if dist:
         store.write_text("distribution.csv", _distribution_csv(dist, suite.distribution_metrics))
-    figs = []
-    if figures and suite.save_samples:
-        truth_idx = plan.indices[: suite.figure_images]
-        x = load_images(plan.dataset, truth_idx) if truth_idx else None
-        truth = {i: x[k : k + 1] for k, i in enumerate(truth_idx)}
-        for p in suite.problems:
-            path = figure(plan, store, p.name, truth)
-            if path is not None:
-                figs.append(str(path.relative_to(store.out.resolve())))
 
-    manifest = {
+
+def _figures(plan: Plan, store: RunStore) -> list[str]:
+    """One figure per problem; the truth images are loaded once for all of them."""
+    truth_idx = plan.indices[: plan.suite.figure_images]
+    x = load_images(plan.dataset, truth_idx) if truth_idx else None
+    truth = {i: x[k : k + 1] for k, i in enumerate(truth_idx)}
+    figs = []
+    for p in plan.suite.problems:
+        path = figure(plan, store, p.name, truth)
+        if path is not None:
+            figs.append(str(path.relative_to(store.out.resolve())))
+    return figs
+
+
+def _suite_record(plan: Plan) -> dict[str, Any]:
+    """What the manifest says about the suite, its data, problems and solvers."""
+    suite = plan.suite
+    return {
         "suite": {
             "name": suite.name,
             "path": str(suite.path) if suite.path else None,
@@ -278,25 +278,6 @@ def write_all(
             # how the priors' networks ran (precision, compile, checkpointing)
             "network": dataclasses.asdict(suite.network),
         },
-        "command": sys.argv,
-        "started": started,
-        "finished": now(),
-        "wall_s": wall_s,
-        # CPU time of this process (all its threads): on a busy shared machine a fairer
-        # measure of the work than the wall time
-        "cpu_s": cpu_s,
-        "device": mf.device_info(plan.device),
-        "world_size": world.size,
-        "git": mf.git_commit(),
-        "packages": mf.package_versions(),
-        "priors": {
-            key: {
-                "folder": str(folder),
-                "sha256": mf.weight_hashes(folder) if folder.exists() else {},
-            }
-            for key, folder in plan.prior_folders.items()
-        },
-        "operator_banks": bank_hashes(plan),
         "data": {
             "dataset": suite.data.get("dataset"),
             "options": {k: v for k, v in suite.data.items() if k not in ("indices",)},
@@ -316,6 +297,51 @@ def write_all(
         ],
         "seeds": suite.seeds,
         "batch_size": suite.batch_size,
+    }
+
+
+def write_all(
+    plan: Plan,
+    store: RunStore,
+    rows: list[dict[str, Any]],
+    *,
+    figures: bool,
+    world: Any,
+    started: str,
+    wall_s: float,
+    cpu_s: float = float("nan"),
+    counts: dict[str, int],
+    errors: list[dict[str, Any]],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write every output of a finished run from its store and return the manifest."""
+    dist = distribution_metrics(plan, store, progress=progress)
+    notes = _notes(plan, rows, dist, world.size, errors)
+    _tables(plan, store, _summary(plan, rows, dist), dist, notes)
+    figs = _figures(plan, store) if figures and plan.suite.save_samples else []
+    record = _suite_record(plan)
+    manifest = {
+        "suite": record.pop("suite"),
+        "command": sys.argv,
+        "started": started,
+        "finished": now(),
+        "wall_s": wall_s,
+        # CPU time of this process (all its threads): on a busy shared machine a fairer
+        # measure of the work than the wall time
+        "cpu_s": cpu_s,
+        "device": mf.device_info(plan.device),
+        "world_size": world.size,
+        "git": mf.git_commit(),
+        "packages": mf.package_versions(),
+        "priors": {
+            key: {
+                "folder": str(folder),
+                "sha256": mf.weight_hashes(folder) if folder.exists() else {},
+            }
+            for key, folder in plan.prior_folders.items()
+        },
+        "operator_banks": bank_hashes(plan),
+        **record,
         "rows": len(rows),
         "expected_rows": len(plan.keys()),
         "this_run": counts,
