@@ -107,6 +107,15 @@ def test_y_is_stored_beside_the_samples_and_the_report_never_measures(tiny, tmp_
     manifest = run(suite, out, progress=False)
     assert manifest["this_run"]["rows"] == 0 and figure.is_file()
 
+    # a folder written before y was stored: the figure shows a blank measurement panel
+    for f in (out / "samples").rglob("*.npz"):
+        with np.load(f) as z:
+            kept = {"images": z["images"], "indices": z["indices"]}
+        np.savez_compressed(f, **kept)
+    figure.unlink()
+    run(suite, out, progress=False)
+    assert figure.is_file()
+
 
 def test_harness_modules_do_not_import_the_runner():
     """runner.py sits on top: plan, store, loop and report never import it (no cycle)."""
