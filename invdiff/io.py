@@ -190,14 +190,19 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The SHA-256 hex digest of a file's bytes, read in ``chunk``-byte blocks (the one hash of
-    weights, banks and results files that manifests record)."""
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's bytes with a ``hashlib`` algorithm, read in ``chunk``-byte
+    blocks (the one file hash of invdiff: weights, banks, results)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file (what manifests record)."""
+    return file_digest(path, "sha256")
 
 
 def truncate(path: str | Path, size: int) -> None:
@@ -258,6 +263,7 @@ __all__ = [
     "append_bytes",
     "check_name",
     "check_writable",
+    "file_digest",
     "inside",
     "leftovers",
     "make_dirs",

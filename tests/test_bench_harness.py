@@ -135,3 +135,16 @@ def test_harness_modules_do_not_import_the_runner():
             if isinstance(n, ast.ImportFrom)
             for a in n.names
         }, name
+
+
+def test_one_file_hash(tmp_path):
+    import hashlib
+
+    from invdiff.bench import manifest
+    from invdiff.io import file_digest, sha256_file
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(bytes(range(256)) * 5000)  # several read blocks
+    assert sha256_file(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert file_digest(f, "sha1", chunk=1000) == hashlib.sha1(f.read_bytes()).hexdigest()
+    assert manifest.weight_hashes(f) == {"w.bin": sha256_file(f)}
