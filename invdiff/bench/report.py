@@ -4,6 +4,8 @@
 Student-t interval; ``summary.md`` and ``table.tex`` (booktabs): the same as tables;
 ``distribution.csv``: FID/KID per (problem, solver) with the number of images N;
 ``figures/<problem>.png``: measurement | each solver | truth for the first images;
+everything is read from the run's store (rows, samples and the measurements stored beside
+them) and the plan (which pairs, which images); nothing is solved or measured again.
 ``manifest.json``: versions, prior and bank hashes, commit, suite hash, device, times.
 """
 
@@ -19,37 +21,44 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from invdiff import io as safe_io
 from invdiff.bench import manifest as mf
-from invdiff.bench import rows as rowio
 from invdiff.bench import stats
+from invdiff.bench.plan import Plan, load_images
+from invdiff.bench.store import RunStore, now
+from invdiff.metrics.registry import METRICS
+from invdiff.problems import Problem
 
-TIMING = ("wall_s", "nfe")
+#: the cost columns shown after the quality metrics
+TIMING = tuple(METRICS.names("cost"))
 
 
-def distribution_metrics(prep: Any, out: Path, *, progress: bool = True) -> list[dict[str, Any]]:
+def distribution_metrics(
+    plan: Plan, store: RunStore, *, progress: bool = True
+) -> list[dict[str, Any]]:
     """FID/KID per (problem, solver) over the first seed's samples against the clean images.
 
-    Streams the saved samples through one ``InceptionDistance`` whose real-image statistics
+    Streams the stored samples through one ``InceptionDistance`` whose real-image statistics
     are computed once per image set. Only pairs with at least ``min_images_distribution``
     samples are scored; every entry reports its N (FID is biased upwards at small N: compare
     equal N only, and read KID, which is unbiased, beside it).
     """
-    from invdiff.bench.runner import iter_samples, load_images
     from invdiff.metrics import InceptionDistance
 
-    suite = prep.suite
+    suite = plan.suite
     if not suite.distribution_metrics:
         return []
     seed = suite.seeds[0]
     results = []
     metric = None
     real_key: tuple[int, ...] | None = None
-    for pair in prep.pairs:
+    for pair in plan.pairs:
         problem, label = pair.problem.name, pair.solver.label
-        batches = list(iter_samples(out, problem, label, seed))
-        have = {i for idx, _ in batches for i in idx}
-        idx = [i for i in prep.indices if i in have]
+        batches = list(store.iter_samples(problem, label, seed))
+        have = {i for b in batches for i in b.indices}
+        idx = [i for i in plan.indices if i in have]
         entry: dict[str, Any] = {"problem": problem, "solver": label, "seed": seed, "n": len(idx)}
         if len(idx) < suite.min_images_distribution:
             entry["skipped"] = (
@@ -59,7 +68,7 @@ def distribution_metrics(prep: Any, out: Path, *, progress: bool = True) -> list
             continue
         if metric is None:
             metric = InceptionDistance(
-                device=prep.device,
+                device=plan.device,
                 keep_features="kid" in suite.distribution_metrics,
                 progress=False,
             )
@@ -67,15 +76,15 @@ def distribution_metrics(prep: Any, out: Path, *, progress: bool = True) -> list
             metric.reset(real=True)
             for k in range(0, len(idx), 100):
                 metric.update(
-                    load_images(prep.dataset, idx[k : k + 100]).to(prep.device), real=True
+                    load_images(plan.dataset, idx[k : k + 100]).to(plan.device), real=True
                 )
             real_key = tuple(idx)
         else:
             metric.reset(real=False)
         wanted = set(idx)
-        for bidx, images in batches:
-            keep = [k for k, i in enumerate(bidx) if i in wanted]
-            metric.update(images[keep].to(prep.device), real=False)
+        for b in batches:
+            keep = [k for k, i in enumerate(b.indices) if i in wanted]
+            metric.update(b.images[keep].to(plan.device), real=False)
         scores = metric.compute(generator=0)
         entry["fid"] = scores.fid
         if scores.kid is not None:
@@ -98,126 +107,102 @@ def _distribution_csv(results: list[dict[str, Any]], metrics: list[str]) -> str:
     return buf.getvalue()
 
 
-def figure(prep: Any, out: Path, problem_name: str) -> Path | None:
-    """measurement | each solver | truth, one row per image (the first ``figure_images``)."""
-    from matplotlib.figure import Figure
-
-    from invdiff.bench.runner import load_images, load_samples
+def _measurements(
+    plan: Plan, problem: Problem, idx: list[int], stored: list[dict[int, Any]]
+) -> tuple[Tensor, str]:
+    """The stored measurements of images ``idx`` as one picture each (the ``display`` rule)."""
     from invdiff.display import measurement_image
-    from invdiff.images import to_uint8
 
-    suite = prep.suite
-    pairs = [p for p in prep.pairs if p.problem.name == problem_name]
+    ys = [next((s[i][1] for s in stored if i in s and s[i][1] is not None), None) for i in idx]
+    if any(y is None for y in ys):  # a folder written before y was stored beside the samples
+        return torch.zeros(len(idx), *problem.in_shape), "y (not stored)"
+    with torch.no_grad():
+        y = torch.cat(ys).to(plan.device)
+        return measurement_image(y, plan.operators[problem.name], problem.in_shape)
+
+
+def figure(plan: Plan, store: RunStore, problem_name: str, truth: dict[int, Tensor]) -> Path | None:
+    """measurement | each solver | truth, one row per image (the first ``figure_images``),
+    from the store's samples and measurements; ``truth`` holds those images, loaded once."""
+    from invdiff.display import image_grid, save_figure
+
+    suite = plan.suite
+    pairs = [p for p in plan.pairs if p.problem.name == problem_name]
     if not pairs or suite.figure_images == 0:
         return None
-    problem = pairs[0].problem
     seed = suite.seeds[0]
-    wanted = set(prep.indices[: suite.figure_images])
+    wanted = set(plan.indices[: suite.figure_images])
     columns = {
-        p.solver.label: load_samples(out, problem_name, p.solver.label, seed, wanted) for p in pairs
+        p.solver.label: store.load_samples(problem_name, p.solver.label, seed, wanted)
+        for p in pairs
     }
-    idx = [i for i in prep.indices if any(i in s for s in columns.values())][: suite.figure_images]
+    idx = [i for i in plan.indices if any(i in s for s in columns.values())][: suite.figure_images]
     if not idx:
         return None
-    x = load_images(prep.dataset, idx)
-    op = prep.operators[problem_name]
-    with torch.no_grad():
-        y = problem.measure(x.to(prep.device), idx, seed, operator=op)
-        meas, meas_title = measurement_image(y, op, problem.in_shape)
-    titles = [meas_title, *columns, "truth"]
-    ncols, nrows = len(titles), len(idx)
-    fig = Figure(figsize=(1.3 * ncols, 1.3 * nrows + 0.4), dpi=100)
-    blank = torch.zeros(1, *problem.in_shape)
-    for r, i in enumerate(idx):
-        panels = [meas[r : r + 1].cpu(), *[s.get(i, blank) for s in columns.values()], x[r : r + 1]]
-        for c, img in enumerate(panels):
-            ax = fig.add_subplot(nrows, ncols, r * ncols + c + 1)
-            a = to_uint8(img.float())[0]
-            ax.imshow(
-                a[..., 0] if a.shape[-1] == 1 else a,
-                cmap="gray",
-                vmin=0,
-                vmax=255,
-                interpolation="nearest",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=7)
-            if c == 0:
-                ax.set_ylabel(f"#{i}", fontsize=7)
-    fig.suptitle(problem_name, fontsize=9)
-    fig.tight_layout()
-    from invdiff.io import check_name, inside, write_with
-
-    path = inside(out, out / "figures" / f"{check_name(problem_name, 'problem name')}.png")
-    write_with(path, lambda f: fig.savefig(f, format="png"))
-    return path
+    meas, meas_title = _measurements(plan, pairs[0].problem, idx, list(columns.values()))
+    blank = (torch.zeros(1, *pairs[0].problem.in_shape), None)
+    rows = [
+        [meas[r : r + 1].cpu(), *[s.get(i, blank)[0] for s in columns.values()], truth[i]]
+        for r, i in enumerate(idx)
+    ]
+    fig = image_grid(
+        rows,
+        column_titles=[meas_title, *columns, "truth"],
+        row_labels=[f"#{i}" for i in idx],
+        title=problem_name,
+    )
+    name = safe_io.check_name(problem_name, "problem name")
+    path = safe_io.inside(store.out, store.out / "figures" / f"{name}.png")
+    return save_figure(fig, path)
 
 
-def bank_hashes(prep: Any) -> dict[str, Any]:
+def bank_hashes(plan: Plan) -> dict[str, Any]:
     """SHA-256 of the operator bank files the problems use (and of the banks' manifest)."""
     from invdiff.paths import banks_dir
 
     folder = banks_dir()
     out: dict[str, Any] = {}
-    for p in prep.suite.problems:
+    for p in plan.suite.problems:
         if p.bank is None:
             continue
         for candidate in (folder / f"{p.bank}.npz", folder / p.bank):
             if candidate.is_file():
-                out[candidate.name] = mf.sha256_file(candidate)
+                out[candidate.name] = safe_io.sha256_file(candidate)
                 break
         else:
             out[p.bank] = None
     if out and (folder / "manifest.json").is_file():
-        out["manifest.json"] = mf.sha256_file(folder / "manifest.json")
+        out["manifest.json"] = safe_io.sha256_file(folder / "manifest.json")
     return out
 
 
-def write_all(
-    prep: Any,
-    rows: list[dict[str, Any]],
-    out: Path,
-    *,
-    figures: bool,
-    world: Any,
-    started: str,
-    wall_s: float,
-    cpu_s: float = float("nan"),
-    counts: dict[str, int],
-    errors: list[dict[str, Any]],
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Write every output of a finished run and return the manifest."""
-    from invdiff.bench.runner import _now
-
-    suite = prep.suite
-    per_image = [*suite.metrics, *TIMING]
-    summary = stats.summarize(rows, per_image)
-    dist = distribution_metrics(prep, out, progress=progress)
+def _summary(
+    plan: Plan, rows: list[dict[str, Any]], dist: list[dict[str, Any]]
+) -> list[stats.SummaryRow]:
+    """Per-image metrics and costs over the rows, then one value per pair of each FID/KID."""
+    suite = plan.suite
+    summary = stats.summarize(rows, [*suite.metrics, *TIMING])
     for d in dist:
         for m in suite.distribution_metrics:
             if m in d:
-                summary.append(
-                    stats.SummaryRow(
-                        d["problem"],
-                        d["solver"],
-                        m,
-                        stats.Estimate(d["n"], d[m], math.nan, math.nan),
-                        0,
-                    )
-                )
-    shown = [
-        *suite.metrics,
-        *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
-        *TIMING,
-    ]
+                est = stats.Estimate(d["n"], d[m], math.nan, math.nan)
+                summary.append(stats.SummaryRow(d["problem"], d["solver"], m, est, 0))
+    return summary
+
+
+def _notes(
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    dist: list[dict[str, Any]],
+    world_size: int,
+    errors: list[dict[str, Any]],
+) -> list[str]:
+    suite = plan.suite
     notes = [
-        f"suite `{suite.name}`: {len(prep.indices)} image(s) of `{suite.data.get('dataset')}`, "
+        f"suite `{suite.name}`: {len(plan.indices)} image(s) of `{suite.data.get('dataset')}`, "
         f"seeds {suite.seeds}, {len({r['problem'] for r in rows})} problem(s), "
         f"{len({r['solver'] for r in rows})} solver(s), {len(rows)} rows",
-        f"device {prep.device}, world size {world.size}",
+        f"device {plan.device}, world size {world_size}",
     ]
     for m in suite.distribution_metrics:
         ns = sorted({d["n"] for d in dist if m in d})
@@ -231,44 +216,59 @@ def write_all(
                 f"{m.upper()}: not computed "
                 f"(fewer than {suite.min_images_distribution} images per pair)"
             )
-    if prep.skipped:
+    if plan.skipped:
         notes.append(
-            f"{len(prep.skipped)} solver/problem pair(s) skipped as incompatible (manifest.json)"
+            f"{len(plan.skipped)} solver/problem pair(s) skipped as incompatible (manifest.json)"
         )
     if errors:
         notes.append(f"{len(errors)} failed batch(es): see errors.jsonl")
+    return notes
+
+
+def _tables(
+    plan: Plan,
+    store: RunStore,
+    summary: list[stats.SummaryRow],
+    dist: list[dict[str, Any]],
+    notes: list[str],
+) -> None:
+    """summary.csv, summary.md, table.tex and distribution.csv."""
+    suite = plan.suite
     order = {
         "problems": [p.name for p in suite.problems],
         "solvers": [s.label for s in suite.solvers],
     }
-    rowio.write_text_atomic(out / "summary.csv", stats.summary_csv(summary))
-    rowio.write_text_atomic(
-        out / "summary.md",
-        stats.summary_markdown(
-            summary, shown, title=f"Benchmark `{suite.name}`", notes=notes, **order
-        ),
-    )
-    rowio.write_text_atomic(
-        out / "table.tex",
-        stats.summary_latex(
-            summary,
-            [*suite.metrics, *[m for m in suite.distribution_metrics if any(m in d for d in dist)]],
-            caption=f"suite {suite.name}",
-            **order,
-        ),
-    )
+    quality = [
+        *suite.metrics,
+        *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
+    ]
+    store.write_text("summary.csv", stats.summary_csv(summary))
+    title = f"Benchmark `{suite.name}`"
+    md = stats.summary_markdown(summary, [*quality, *TIMING], title=title, notes=notes, **order)
+    store.write_text("summary.md", md)
+    tex = stats.summary_latex(summary, quality, caption=f"suite {suite.name}", **order)
+    store.write_text("table.tex", tex)
     if dist:
-        rowio.write_text_atomic(
-            out / "distribution.csv", _distribution_csv(dist, suite.distribution_metrics)
-        )
-    figs = []
-    if figures and suite.save_samples:
-        for p in suite.problems:
-            path = figure(prep, out, p.name)
-            if path is not None:
-                figs.append(str(path.relative_to(out)))
+        store.write_text("distribution.csv", _distribution_csv(dist, suite.distribution_metrics))
 
-    manifest = {
+
+def _figures(plan: Plan, store: RunStore) -> list[str]:
+    """One figure per problem; the truth images are loaded once for all of them."""
+    truth_idx = plan.indices[: plan.suite.figure_images]
+    x = load_images(plan.dataset, truth_idx) if truth_idx else None
+    truth = {i: x[k : k + 1] for k, i in enumerate(truth_idx)}
+    figs = []
+    for p in plan.suite.problems:
+        path = figure(plan, store, p.name, truth)
+        if path is not None:
+            figs.append(str(path.relative_to(store.out.resolve())))
+    return figs
+
+
+def _suite_record(plan: Plan) -> dict[str, Any]:
+    """What the manifest says about the suite, its data, problems and solvers."""
+    suite = plan.suite
+    return {
         "suite": {
             "name": suite.name,
             "path": str(suite.path) if suite.path else None,
@@ -278,30 +278,11 @@ def write_all(
             # how the priors' networks ran (precision, compile, checkpointing)
             "network": dataclasses.asdict(suite.network),
         },
-        "command": sys.argv,
-        "started": started,
-        "finished": _now(),
-        "wall_s": wall_s,
-        # CPU time of this process (all its threads): on a busy shared machine a fairer
-        # measure of the work than the wall time
-        "cpu_s": cpu_s,
-        "device": mf.device_info(prep.device),
-        "world_size": world.size,
-        "git": mf.git_commit(),
-        "packages": mf.package_versions(),
-        "priors": {
-            key: {
-                "folder": str(folder),
-                "sha256": mf.weight_hashes(folder) if folder.exists() else {},
-            }
-            for key, folder in prep.prior_folders.items()
-        },
-        "operator_banks": bank_hashes(prep),
         "data": {
             "dataset": suite.data.get("dataset"),
             "options": {k: v for k, v in suite.data.items() if k not in ("indices",)},
-            "n_images": len(prep.indices),
-            "first_index": prep.indices[0] if prep.indices else None,
+            "n_images": len(plan.indices),
+            "first_index": plan.indices[0] if plan.indices else None,
         },
         "problems": [p.name for p in suite.problems],
         "solvers": [
@@ -316,14 +297,57 @@ def write_all(
         ],
         "seeds": suite.seeds,
         "batch_size": suite.batch_size,
+    }
+
+
+def write_all(
+    plan: Plan,
+    store: RunStore,
+    rows: list[dict[str, Any]],
+    *,
+    figures: bool,
+    world: Any,
+    started: str,
+    wall_s: float,
+    cpu_s: float = float("nan"),
+    counts: dict[str, int],
+    errors: list[dict[str, Any]],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write every output of a finished run from its store and return the manifest."""
+    dist = distribution_metrics(plan, store, progress=progress)
+    notes = _notes(plan, rows, dist, world.size, errors)
+    _tables(plan, store, _summary(plan, rows, dist), dist, notes)
+    figs = _figures(plan, store) if figures and plan.suite.save_samples else []
+    record = _suite_record(plan)
+    manifest = {
+        "suite": record.pop("suite"),
+        "command": sys.argv,
+        "started": started,
+        "finished": now(),
+        "wall_s": wall_s,
+        # CPU time of this process (all its threads): on a busy shared machine a fairer
+        # measure of the work than the wall time
+        "cpu_s": cpu_s,
+        "device": mf.device_info(plan.device),
+        "world_size": world.size,
+        "git": mf.git_commit(),
+        "packages": mf.package_versions(),
+        "priors": {
+            key: {
+                "folder": str(folder),
+                "sha256": mf.weight_hashes(folder) if folder.exists() else {},
+            }
+            for key, folder in plan.prior_folders.items()
+        },
+        "operator_banks": bank_hashes(plan),
+        **record,
         "rows": len(rows),
-        "expected_rows": len(prep.keys()),
+        "expected_rows": len(plan.keys()),
         "this_run": counts,
-        "skipped_pairs": prep.skipped,
+        "skipped_pairs": plan.skipped,
         "failed_batches": len(errors),
         "figures": figs,
     }
-    rowio.write_text_atomic(
-        out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n"
-    )
+    store.write_text("manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest

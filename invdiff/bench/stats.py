@@ -9,32 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from scipy import stats as _scipy_stats
 
-#: metrics where a larger value is better (the others: smaller is better)
-HIGHER_IS_BETTER = {
-    "psnr": True,
-    "ssim": True,
-    "lpips": False,
-    "fid": False,
-    "kid": False,
-    "wall_s": False,
-    "nfe": False,
-}
-#: how each metric is printed: (column title, format)
-DISPLAY = {
-    "psnr": ("PSNR [dB]", "{:.2f}"),
-    "ssim": ("SSIM", "{:.3f}"),
-    "lpips": ("LPIPS", "{:.3f}"),
-    "fid": ("FID", "{:.1f}"),
-    "kid": ("KID", "{:.4f}"),
-    "wall_s": ("time/image [s]", "{:.3g}"),
-    "nfe": ("NFE", "{:.0f}"),
-}
+from invdiff.metrics.registry import METRICS
 
 
 @dataclass(frozen=True)
@@ -135,10 +116,16 @@ def _ordered(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def _display(metric: str) -> tuple[str, str, str]:
+    """(column title, number format, arrow) of a metric; an unregistered one has no arrow."""
+    m = METRICS.get(metric)
+    return (m.title, m.fmt, m.arrow) if m else (metric, "{:.3g}", "")
+
+
 def _cell(e: Estimate, metric: str, ci: bool = True) -> str:
     if e.n == 0:
         return "-"
-    fmt = DISPLAY.get(metric, (metric, "{:.3g}"))[1]
+    fmt = _display(metric)[1]
     text = fmt.format(e.mean)
     if ci and math.isfinite(e.half_width):
         text += " ± " + fmt.format(e.half_width)
@@ -146,16 +133,34 @@ def _cell(e: Estimate, metric: str, ci: bool = True) -> str:
 
 
 def _best(summary: Sequence[SummaryRow], metric: str) -> dict[str, float]:
-    """The best mean per problem for ``metric``."""
-    higher = HIGHER_IS_BETTER.get(metric, True)
+    """The best mean per problem for ``metric``, in the registry's direction; none for a cost
+    column or a metric whose direction is unknown (nothing is bolded on a guess)."""
+    m = METRICS.get(metric)
     best: dict[str, float] = {}
+    if m is None or not m.ranked:
+        return best
     for s in summary:
         if s.metric != metric or s.estimate.n == 0:
             continue
         v = s.estimate.mean
-        if s.problem not in best or (v > best[s.problem] if higher else v < best[s.problem]):
+        if s.problem not in best or m.better(v, best[s.problem]):
             best[s.problem] = v
     return best
+
+
+def _grid(
+    summary: Sequence[SummaryRow], metric: str, problems: Sequence[str], solvers: Sequence[str]
+) -> Iterator[tuple[str, list[tuple[Estimate, bool] | None]]]:
+    """Per problem, per solver: (the estimate, whether it is the problem's best), or ``None``
+    where the pair did not run."""
+    lut = {(s.problem, s.solver): s.estimate for s in summary if s.metric == metric}
+    best = _best(summary, metric)
+    for p in problems:
+        cells: list[tuple[Estimate, bool] | None] = []
+        for so in solvers:
+            e = lut.get((p, so))
+            cells.append(None if e is None or e.n == 0 else (e, e.mean == best.get(p)))
+        yield p, cells
 
 
 def _axes(
@@ -180,7 +185,6 @@ def summary_markdown(
 ) -> str:
     """One table per metric: problems down, solvers across, ``mean ± 95% CI`` (best in bold)."""
     problems, solvers = _axes(summary, problems, solvers)
-    lut = {(s.problem, s.solver, s.metric): s for s in summary}
     lines = [f"# {title}", ""] if title else []
     lines += [
         "Mean ± half-width of the 95% Student-t confidence interval over images and seeds "
@@ -192,27 +196,15 @@ def summary_markdown(
     if notes:
         lines.append("")
     for m in metrics:
-        head, _ = DISPLAY.get(m, (m, ""))
-        arrow = "↑" if HIGHER_IS_BETTER.get(m, True) else "↓"
-        best = _best(summary, m)
-        lines += [f"## {head} {arrow}", ""]
+        head, _, arrow = _display(m)
+        lines += [f"## {head} {arrow}".rstrip(), ""]
         lines.append("| problem | " + " | ".join(solvers) + " |")
         lines.append("|---|" + "---|" * len(solvers))
-        for p in problems:
-            cells = []
-            for so in solvers:
-                s = lut.get((p, so, m))
-                if s is None or s.estimate.n == 0:
-                    cells.append("-")
-                    continue
-                c = _cell(s.estimate, m)
-                if (
-                    m in HIGHER_IS_BETTER
-                    and m not in ("wall_s", "nfe")
-                    and s.estimate.mean == best.get(p)
-                ):
-                    c = f"**{c}**"
-                cells.append(c)
+        for p, row in _grid(summary, m, problems, solvers):
+            cells = [
+                "-" if c is None else (f"**{_cell(c[0], m)}**" if c[1] else _cell(c[0], m))
+                for c in row
+            ]
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -230,6 +222,15 @@ def _tex_escape(text: str) -> str:
     return text
 
 
+def _tex_cell(e: Estimate, best: bool, fmt: str) -> str:
+    c = fmt.format(e.mean)
+    if best:
+        c = r"\textbf{" + c + "}"
+    if math.isfinite(e.half_width):
+        c += r"{\scriptsize$\pm$" + fmt.format(e.half_width) + "}"
+    return c
+
+
 def summary_latex(
     summary: Sequence[SummaryRow],
     metrics: Sequence[str],
@@ -240,12 +241,10 @@ def summary_latex(
 ) -> str:
     """A booktabs table per metric (problems down, solvers across, best mean in bold)."""
     problems, solvers = _axes(summary, problems, solvers)
-    lut = {(s.problem, s.solver, s.metric): s for s in summary}
     out = ["% generated by `invdiff bench`; needs \\usepackage{booktabs}"]
     for m in metrics:
-        head, fmt = DISPLAY.get(m, (m, "{:.3g}"))
-        arrow = r"$\uparrow$" if HIGHER_IS_BETTER.get(m, True) else r"$\downarrow$"
-        best = _best(summary, m)
+        head, fmt, arrow = _display(m)
+        arrow = {"↑": r"$\uparrow$", "↓": r"$\downarrow$"}.get(arrow, "")
         out += [
             r"\begin{table}[t]",
             r"\centering",
@@ -255,22 +254,12 @@ def summary_latex(
             "Problem & " + " & ".join(_tex_escape(s) for s in solvers) + r" \\",
             r"\midrule",
         ]
-        for p in problems:
-            cells = []
-            for so in solvers:
-                s = lut.get((p, so, m))
-                if s is None or s.estimate.n == 0:
-                    cells.append("--")
-                    continue
-                e = s.estimate
-                c = fmt.format(e.mean)
-                if m not in ("wall_s", "nfe") and e.mean == best.get(p):
-                    c = r"\textbf{" + c + "}"
-                if math.isfinite(e.half_width):
-                    c += r"{\scriptsize$\pm$" + fmt.format(e.half_width) + "}"
-                cells.append(c)
+        for p, row in _grid(summary, m, problems, solvers):
+            cells = ["--" if c is None else _tex_cell(*c, fmt) for c in row]
             out.append(_tex_escape(p) + " & " + " & ".join(cells) + r" \\")
-        cap = _tex_escape(head) + " " + arrow + (": " + _tex_escape(caption) if caption else "")
+        cap = (_tex_escape(head) + " " + arrow).rstrip() + (
+            ": " + _tex_escape(caption) if caption else ""
+        )
         cap += r", mean $\pm$ 95\% confidence interval."
         out += [r"\bottomrule", r"\end{tabular}", r"\caption{" + cap + "}", r"\end{table}", ""]
     return "\n".join(out)

