@@ -127,9 +127,13 @@ def test_a_toml_file_loads(tmp_path):
             "not a registered operator",
         ),
         (lambda s: s.replace('"fashion_mnist"', '"mnist-fashion"'), "registered data set"),
-        (lambda s: s.replace('name = "gaussian"', 'name = "laplace"'), r"\[noise\]"),
-        (lambda s: s.replace("sigma = 0.1", "sigma = -1.0"), r"\[noise\]"),
-        (lambda s: s.replace("sigma = 0.1", "sigma = 0.1\nrate = 3"), r"\[noise\]"),
+        # errors name the key as a dotted path (they used to say "[noise]")
+        (
+            lambda s: s.replace('name = "gaussian"', 'name = "laplace"'),
+            "noise.name: unknown noise model 'laplace'.*valid: gaussian, poisson",
+        ),
+        (lambda s: s.replace("sigma = 0.1", "sigma = -1.0"), "noise: invalid gaussian"),
+        (lambda s: s.replace("sigma = 0.1", "sigma = 0.1\nrate = 3"), "noise: invalid gaussian"),
         (lambda s: s.replace("image_size = 8", "image_size = 0"), "image_size"),
         (lambda s: s.replace("image_size = 8", ""), "missing key"),
         (lambda s: s + '[priors]\nvae = "x"\n', "unknown kind"),
