@@ -160,11 +160,14 @@ def check(data: Any, table: Table, errors: list[str], path: str = "") -> dict[st
                     f"{prefix}{name}: unknown {table.noun}; {did_you_mean(name, list(table.keys))}"
                     f"valid {table.noun}s: {', '.join(table.keys)}"
                 )
-    out: dict[str, Any] = {k: v for k, v in data.items() if k not in table.keys}
+    out: dict[str, Any] = {}  # in the file's order: tables are written back (run.json)
+    for name, value in data.items():
+        key = table.keys.get(name)
+        out[name] = value if key is None else check_value(value, key, prefix + name, errors)
     for name, key in table.keys.items():
         if name in data:
-            out[name] = check_value(data[name], key, prefix + name, errors)
-        elif key.required:
+            continue
+        if key.required:
             errors.append(f"{prefix}{name}: missing key ({key.describe()})")
         elif key.default is not None:
             out[name] = key.default() if callable(key.default) else key.default
