@@ -401,22 +401,23 @@ def _register_presets() -> str | None:
             "or INVDIFF_HOME names a folder without problems/; reinstall invdiff or fix "
             "INVDIFF_HOME"
         )
-    declared: dict[str, Path] = {}
+    declared: dict[str, tuple[Path, str | None]] = {}
     for path in paths:
         for name, suffix in [(path.stem, None)] + [
             (f"{path.stem}-{v}", v) for v in _variant_names(path)
         ]:
             if name in declared:
-                return f"problem {name!r} is declared twice: by {declared[name]} and by {path}"
-            declared[name] = path
-            if name in PROBLEMS:
-                continue
+                return f"problem {name!r} is declared twice: by {declared[name][0]} and by {path}"
+            declared[name] = (path, suffix)
+    for name, (path, suffix) in declared.items():
+        if name in PROBLEMS:
+            continue
 
-            def loader(path: Path = path, suffix: str | None = suffix) -> Problem:
-                problem = load_file(path)
-                return problem if suffix is None else problem.variant(suffix)
+        def loader(path: Path = path, suffix: str | None = suffix) -> Problem:
+            problem = load_file(path)
+            return problem if suffix is None else problem.variant(suffix)
 
-            PROBLEMS.register(name)(loader)
+        PROBLEMS.register(name)(loader)
     return None
 
 

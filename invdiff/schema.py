@@ -156,9 +156,10 @@ def check(data: Any, table: Table, errors: list[str], path: str = "") -> dict[st
     if not table.extra:
         for name in data:
             if name not in table.keys:
+                valid = ", ".join(table.keys) or "none"
                 errors.append(
                     f"{prefix}{name}: unknown {table.noun}; {did_you_mean(name, list(table.keys))}"
-                    f"valid {table.noun}s: {', '.join(table.keys)}"
+                    f"valid {table.noun}s: {valid}"
                 )
     out: dict[str, Any] = {}  # in the file's order: tables are written back (run.json)
     for name, value in data.items():
