@@ -165,12 +165,8 @@ def test_the_schema_checks_nested_tables():
     )
     out = schema.check({"a": 5, "t": {"x": True}, "b": 1}, table, errors)
     assert out["a"] == 5
-    assert (
-        errors
-        == [
-            "a must be an integer in [0, 3], got 5",
-            "t.x: unknown key; valid keys: ",
-            "b: unknown key; did you mean 'a'? valid keys: a, t",
-        ]
-        or len(errors) == 3
-    )
+    assert errors == [
+        "b: unknown key; valid keys: a, t",
+        "a must be an integer in [0, 3], got 5",
+        "t.x: unknown key; valid keys: none",
+    ]
