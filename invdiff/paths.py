@@ -50,6 +50,11 @@ def home() -> Path:
     return checkout() or packaged()
 
 
+def writable_home() -> bool:
+    """Whether ``home()`` is the user's (a checkout or ``INVDIFF_HOME``), not the package's copy."""
+    return bool(os.environ.get("INVDIFF_HOME")) or checkout() is not None
+
+
 def banks_dir() -> Path:
     return home() / "operators"
 

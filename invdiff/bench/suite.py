@@ -16,7 +16,7 @@
     figure_images = 4                    # images per figure grid (0: no figures)
     skip_incompatible = false            # true: leave out pairs the solver cannot run
     save_samples = true                  # keep reconstructions (uint8) for FID and figures
-    problems = ["fmnist-sr4", "fmnist-box"]   # registered presets (invdiff list problems)
+    problems = ["fmnist-sr4", "fmnist-box-noiseless"]   # presets and their noise variants
     requires = ["data", "prior"]         # command-line options this suite cannot run without
 
     [data]                               # the images; other keys go to invdiff.data.get
@@ -33,7 +33,7 @@
     name = "dps"                         # a registered solver
     label = "dps-50"                     # default: the name; rows are keyed by the label
     steps = 50
-    hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by name)
+    hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by the solver)
     problems = ["fmnist-sr4"]            # default: all problems of the suite
     prior = "pixel"                      # a kind (default: from the solver) or a prior
     [solvers.per_problem.fmnist-sr4]     # hyperparameters for one problem
@@ -43,8 +43,14 @@
     name = "tiny-box"
     ...
 
-Parsing here is cheap and checks types and names; ``invdiff.bench.runner.prepare`` then loads
-data, priors and operators and checks every solver/operator/prior pairing before any solving.
+The layout is ``SUITE_SCHEMA`` (``invdiff.schema``, shared with the problem files): an error
+names the file, the key as a dotted path (``solvers[2].hyper``), the value and what is valid,
+and every error found is reported at once. Parsing loads no data and no prior: it checks the
+layout, the names, each solver's hyperparameters (``Solver.hyperparameters``, with the
+per-problem ones merged in) and, unless ``skip_incompatible``, each (solver, problem) pair
+against the operator and the noise (``Solver.check``). ``invdiff.bench.runner.prepare`` then
+loads data, priors and operators and checks the pairs again with the priors' classes and
+shapes before any solving.
 """
 
 from __future__ import annotations
