@@ -258,7 +258,11 @@ def parse(
     if data_dir is not None:
         problems = [p.with_changes(dataset="image_folder") for p in problems]
     suite.problems = problems
-    suite.priors = _priors(v["priors"], problems, prior_dir, suite.overrides, errors)
+    suite.priors = _priors(v["priors"], {p.name for p in problems}, errors)
+    if prior_dir is not None:  # --prior DIR replaces the pixel prior
+        if not Path(prior_dir).exists():
+            errors.append(f"--prior {prior_dir}: no such folder")
+        suite.priors["pixel"] = suite.overrides["prior"] = str(prior_dir)
     suite.solvers = _solvers(v["solvers"], problems, errors)
     if not v["solvers"] and not errors:
         errors.append("the suite names no solvers ([[solvers]] tables)")
@@ -345,25 +349,13 @@ def _data(
     return data
 
 
-def _priors(
-    table: Mapping[str, Any],
-    problems: list[Problem],
-    prior_dir: str | Path | None,
-    overrides: dict[str, Any],
-    errors: list[str],
-) -> dict[str, Any]:
-    """``[priors]``: per kind one prior, or a table problem -> prior; ``--prior DIR`` wins."""
+def _priors(table: Mapping[str, Any], names: set[str], errors: list[str]) -> dict[str, Any]:
+    """``[priors]``: per kind one prior, or a table problem -> prior."""
     priors = {k: (dict(val) if isinstance(val, Mapping) else val) for k, val in table.items()}
-    names = {p.name for p in problems}
     for kind, value in priors.items():
         extra = set(value) - names if isinstance(value, dict) else set()
         if extra:
             errors.append(f"priors.{kind} names problem(s) {sorted(extra)} not in the suite")
-    if prior_dir is not None:
-        if not Path(prior_dir).exists():
-            errors.append(f"--prior {prior_dir}: no such folder")
-        priors["pixel"] = str(prior_dir)
-        overrides["prior"] = str(prior_dir)
     return priors
 
 
