@@ -6,10 +6,12 @@ A problem is everything about an inverse problem except the solver and the prior
     op = prob.operator()                      # the registered operator, built for prob's image size
     y = prob.measure(x, index=[0, 1, 2])      # A(x) + noise, reproducible per image index
 
-Presets are TOML files in ``problems/`` (one problem per file, the file stem is its name) and
-refer to registry names only (operators, data sets, zoo priors)::
+Presets are TOML files in ``problems/`` (one problem per file, the file stem is its name;
+``invdiff.paths.problems_dir``: the checkout's folder, or the copy inside an installed wheel)
+and refer to registry names only (operators, data sets, zoo priors). The layout is
+``PROBLEM_SCHEMA`` (``invdiff.schema``)::
 
-    description = "4x super-resolution (average pooling), sigma_y = 0.05"
+    description = "4x super-resolution (average pooling)"
     dataset = "fashion_mnist"
     image_size = 32
     channels = 1
@@ -23,8 +25,14 @@ refer to registry names only (operators, data sets, zoo priors)::
     name = "gaussian"         # gaussian (sigma, in the [-1, 1] range) or poisson (rate)
     sigma = 0.05
 
+    [noise_variants]          # derived presets <name>-<variant> at other noise levels
+    noiseless = { sigma = 0.0 }   # fmnist-sr4-noiseless: same operator, data, priors
+
     [priors]                  # default prior per solver kind: pixel, sr3, latent
     pixel = "fmnist32-pixel"
+
+The noise level is a parameter: ``prob.with_noise(sigma=0.1)`` is the same problem at another
+level, and a variant keeps its own name (hence its own measurement seeds).
 
 Reproducible measurements: the noise of image ``i`` is drawn on the CPU from a generator
 seeded by a hash of ``(problem name, i, seed)``, so image ``i`` gets the same ``y`` in every
@@ -44,22 +52,65 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invdiff import schema
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.paths import problems_dir
 from invdiff.priors.kinds import folder_kinds
-from invdiff.registry import DATASETS, OPERATORS, PROBLEMS
+from invdiff.registry import DATASETS, OPERATORS, PROBLEMS, UnknownNameError
 
 #: noise model names usable in a preset's ``[noise]`` table
 NOISE_MODELS: dict[str, type[Noise]] = {"gaussian": Gaussian, "poisson": Poisson}
 #: solver kinds that a preset can name a default prior for
 PRIOR_KINDS: tuple[str, ...] = folder_kinds()
 
-_TOP_KEYS = {"description", "dataset", "image_size", "channels", "operator", "noise", "priors"}
-_REQUIRED_KEYS = ("dataset", "image_size", "operator", "noise")
+#: the layout of a problem file (``invdiff.schema``); operator and noise parameters are
+#: checked against the factory's signature and the noise model afterwards
+PROBLEM_SCHEMA = schema.Table(
+    {
+        "description": schema.Key(str, default=""),
+        "dataset": schema.Key(str, required=True, choices=DATASETS.names, noun="data set"),
+        "image_size": schema.Key(int, required=True, low=1, high=4096),
+        "channels": schema.Key(int, default=1, choices=(1, 3)),
+        "operator": schema.Key(
+            dict,
+            required=True,
+            table=schema.Table(
+                {
+                    "name": schema.Key(
+                        str, required=True, choices=OPERATORS.names, noun="operator"
+                    ),
+                    "bank": schema.Key(str, nonempty=True),
+                    "index": schema.Key(int, low=0),
+                },
+                extra=True,
+            ),
+        ),
+        "noise": schema.Key(
+            dict,
+            required=True,
+            table=schema.Table(
+                {
+                    "name": schema.Key(
+                        str, required=True, choices=lambda: list(NOISE_MODELS), noun="noise model"
+                    )
+                },
+                extra=True,
+            ),
+        ),
+        # derived presets <name>-<variant>: the same problem at another noise level
+        "noise_variants": schema.Key(dict, values=schema.Key(dict)),
+        "priors": schema.Key(
+            dict,
+            table=schema.Table(
+                {kind: schema.Key(str, nonempty=True) for kind in PRIOR_KINDS}, noun="kind"
+            ),
+        ),
+    }
+)
 
 
-class ProblemFileError(ValueError):
+class ProblemFileError(schema.FileError):
     """A problem preset (TOML file or table) with a missing, unknown or invalid entry."""
 
 
@@ -92,6 +143,8 @@ class Problem:
     bank_index: int | None = None
     description: str = ""
     source: str = ""
+    #: derived presets ``<name>-<suffix>``: noise parameters overriding ``noise_params``
+    noise_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     _operators: dict[str, Operator] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -196,110 +249,57 @@ class Problem:
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any], *, source: str = "") -> Problem:
-        """Build and validate a problem from a parsed TOML table (clear errors for bad entries)."""
+        """Build and validate a problem from a parsed TOML table (``PROBLEM_SCHEMA``); every
+        problem found is reported at once, naming the file, the key, the value and what is
+        valid."""
         where = f"problem {name!r}" + (f" ({source})" if source else "")
-
-        def fail(msg: str) -> ProblemFileError:
-            return ProblemFileError(f"{where}: {msg}")
-
-        if not isinstance(data, Mapping):
-            raise fail(f"expected a table, got {type(data).__name__}")
-        unknown = set(data) - _TOP_KEYS
-        if unknown:
-            raise fail(f"unknown key(s) {sorted(unknown)}; valid keys: {sorted(_TOP_KEYS)}")
-        missing = [k for k in _REQUIRED_KEYS if k not in data]
-        if missing:
-            raise fail(f"missing key(s) {missing}")
-
-        dataset = data["dataset"]
-        if not isinstance(dataset, str) or dataset not in DATASETS:
-            raise fail(
-                f"dataset must be a registered data set name ({', '.join(DATASETS.names())}), "
-                f"got {dataset!r}"
-            )
-        size, channels = data["image_size"], data.get("channels", 1)
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-            raise fail(f"image_size must be an integer in [1, 4096], got {size!r}")
-        if channels not in (1, 3) or isinstance(channels, bool):
-            raise fail(f"channels must be 1 or 3, got {channels!r}")
-        description = data.get("description", "")
-        if not isinstance(description, str):
-            raise fail(f"description must be a string, got {description!r}")
-
-        op_table = data["operator"]
-        if not isinstance(op_table, Mapping) or "name" not in op_table:
-            raise fail("[operator] must be a table with a 'name' (a registered operator)")
-        op_name = op_table["name"]
-        if op_name not in OPERATORS:
-            raise fail(
-                f"[operator] name {op_name!r} is not a registered operator; "
-                f"valid: {', '.join(OPERATORS.names())}"
-            )
-        op_params = {k: v for k, v in op_table.items() if k not in ("name", "bank", "index")}
-        if "in_shape" in op_params:
-            raise fail("[operator] must not set in_shape; it comes from channels and image_size")
-        accepted = _parameters(OPERATORS.entry(op_name))
-        if accepted is not None:
-            extra = (
-                set(op_params) - set(accepted) - ({"seed"} if "generator" in accepted else set())
-            )
-            if ("bank" in op_table or "index" in op_table) and "bank" not in accepted:
-                extra.add("bank")
-            if extra:
-                raise fail(
-                    f"[operator] {op_name!r} takes no parameter(s) {sorted(extra)}; "
-                    f"valid: {sorted(p for p in accepted if p != 'in_shape')}"
-                )
-        bank = op_table.get("bank")
-        bank_index = op_table.get("index")
-        if bank is not None and not isinstance(bank, str):
-            raise fail(f"[operator] bank must be a bank name (string), got {bank!r}")
-        if bank_index is not None and (not isinstance(bank_index, int) or bank_index < 0):
-            raise fail(f"[operator] index must be a non-negative integer, got {bank_index!r}")
-        if bank_index is not None and bank is None:
-            raise fail("[operator] index given without a bank")
-
-        noise_table = data["noise"]
-        if not isinstance(noise_table, Mapping) or noise_table.get("name") not in NOISE_MODELS:
-            raise fail(
-                f"[noise] must be a table with name one of {sorted(NOISE_MODELS)}, "
-                f"got {noise_table!r}"
-            )
-        noise_name = noise_table["name"]
-        noise_params = {k: v for k, v in noise_table.items() if k != "name"}
-        try:
-            NOISE_MODELS[noise_name](**noise_params)
-        except (TypeError, ValueError) as err:
-            valid = [p for p in inspect.signature(NOISE_MODELS[noise_name]).parameters]
-            raise fail(
-                f"[noise] invalid {noise_name} parameters {noise_params} (valid: {valid}): {err}"
-            ) from None
-
-        priors = data.get("priors", {})
-        if not isinstance(priors, Mapping):
-            raise fail(f"[priors] must be a table kind -> prior name, got {priors!r}")
-        bad = set(priors) - set(PRIOR_KINDS)
-        if bad:
-            raise fail(f"[priors] unknown kind(s) {sorted(bad)}; valid kinds: {list(PRIOR_KINDS)}")
-        for kind, value in priors.items():
-            if not isinstance(value, str) or not value:
-                raise fail(f"[priors] {kind} must be a prior name or folder, got {value!r}")
-
+        errors: list[str] = []
+        values = schema.check(data, PROBLEM_SCHEMA, errors)
+        if not errors:
+            _check_operator(values["operator"], errors)
+            _check_noise(values["noise"], values.get("noise_variants", {}), errors)
+        if errors:
+            raise schema.fail(ProblemFileError, where, errors)
+        op_table, noise_table = values["operator"], values["noise"]
         return cls(
             name=name,
-            operator_name=op_name,
-            operator_params=op_params,
-            noise_name=noise_name,
-            noise_params=noise_params,
-            dataset=dataset,
-            image_size=size,
-            channels=channels,
-            priors=dict(priors),
-            bank=bank,
-            bank_index=bank_index,
-            description=description,
+            operator_name=op_table["name"],
+            operator_params={
+                k: v for k, v in op_table.items() if k not in ("name", "bank", "index")
+            },
+            noise_name=noise_table["name"],
+            noise_params={k: v for k, v in noise_table.items() if k != "name"},
+            dataset=values["dataset"],
+            image_size=values["image_size"],
+            channels=values["channels"],
+            priors=dict(values.get("priors", {})),
+            bank=op_table.get("bank"),
+            bank_index=op_table.get("index"),
+            description=values["description"],
             source=source,
+            noise_variants={k: dict(v) for k, v in values.get("noise_variants", {}).items()},
         )
+
+    def with_noise(self, name: str | None = None, **params: Any) -> Problem:
+        """This problem at another noise level (``sigma=0.0``, ``rate=...``), under ``name``.
+
+        The measurement seeds hash the name, so a variant under a new name draws its own
+        noise and one under this name reuses this problem's draws at the new level.
+        """
+        noise_params = {**self.noise_params, **params}
+        NOISE_MODELS[self.noise_name](**noise_params)  # a clear error for bad parameters
+        return self.with_changes(
+            name=name or self.name, noise_params=noise_params, noise_variants={}
+        )
+
+    def variant(self, suffix: str) -> Problem:
+        """The derived problem ``<name>-<suffix>`` declared in ``[noise_variants]``."""
+        if suffix not in self.noise_variants:
+            raise UnknownNameError(
+                f"problem {self.name!r} declares no noise variant {suffix!r}; "
+                f"valid: {', '.join(self.noise_variants) or 'none'}"
+            )
+        return self.with_noise(f"{self.name}-{suffix}", **self.noise_variants[suffix])
 
     def with_changes(self, **changes: Any) -> Problem:
         """A copy with some fields replaced; the operator cache is not shared."""
@@ -321,6 +321,52 @@ def _parameters(factory: Any) -> list[str] | None:
     ]
 
 
+def _check_operator(table: Mapping[str, Any], errors: list[str]) -> None:
+    """The ``[operator]`` parameters against its factory's signature."""
+    op_name = table["name"]
+    params = {k: v for k, v in table.items() if k not in ("name", "bank", "index")}
+    if "in_shape" in params:
+        errors.append("operator.in_shape must not be set; it comes from channels and image_size")
+    accepted = _parameters(OPERATORS.entry(op_name))
+    if accepted is not None:
+        extra = set(params) - set(accepted) - ({"seed"} if "generator" in accepted else set())
+        extra.discard("in_shape")
+        if ("bank" in table or "index" in table) and "bank" not in accepted:
+            extra.add("bank")
+        if extra:
+            valid = sorted(p for p in accepted if p != "in_shape")
+            errors.append(
+                f"operator: {op_name!r} takes no parameter(s) {sorted(extra)} "
+                f"({did_you_mean_all(extra, valid)}valid: {valid})"
+            )
+    if "index" in table and "bank" not in table:
+        errors.append(f"operator.index = {table['index']!r}: index given without a bank")
+
+
+def did_you_mean_all(names: set[str], valid: list[str]) -> str:
+    return "".join(schema.did_you_mean(n, valid) for n in sorted(names))
+
+
+def _check_noise(
+    table: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], errors: list[str]
+) -> None:
+    """The ``[noise]`` parameters and each variant's by building the noise model."""
+    model = NOISE_MODELS[table["name"]]
+    params = {k: v for k, v in table.items() if k != "name"}
+    valid = list(inspect.signature(model).parameters)
+    for path, extra in [("noise", {}), *((f"noise_variants.{k}", v) for k, v in variants.items())]:
+        try:
+            model(**{**params, **extra})
+        except (TypeError, ValueError) as err:
+            errors.append(
+                f"{path}: invalid {table['name']} parameters { ({**params, **extra}) } "
+                f"(valid: {valid}): {err}"
+            )
+    for suffix in variants:
+        if not suffix.replace("-", "").isalnum():
+            errors.append(f"noise_variants.{suffix}: a variant name is letters, digits and '-'")
+
+
 def load_file(path: str | Path, name: str | None = None) -> Problem:
     """Read one problem preset from a TOML file (its name is the file stem unless given)."""
     path = Path(path)
@@ -333,25 +379,60 @@ def load_file(path: str | Path, name: str | None = None) -> Problem:
     return Problem.from_dict(name or path.stem, data, source=str(path))
 
 
-def _register_presets() -> None:
+def _variant_names(path: Path) -> list[str]:
+    """The ``[noise_variants]`` a preset declares (read without validating the rest, so a
+    broken file fails when it is used, with the full message)."""
+    try:
+        variants = tomllib.loads(path.read_text()).get("noise_variants", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return []
+    return list(variants) if isinstance(variants, Mapping) else []
+
+
+def _register_presets() -> str | None:
+    """Register every ``problems/*.toml`` preset and its noise variants (each file is read
+    when its problem is used). Returns what is wrong with the preset folder, if anything: it
+    is raised by ``names()`` and ``get()``, not at import, so that commands that need no
+    problem still run."""
     folder = problems_dir()
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.toml")):
-        if path.stem in PROBLEMS:
+    paths = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    if not paths:
+        return (
+            f"no problem presets (*.toml) in {folder}: the installed package lacks its presets "
+            "or INVDIFF_HOME names a folder without problems/; reinstall invdiff or fix "
+            "INVDIFF_HOME"
+        )
+    declared: dict[str, tuple[Path, str | None]] = {}
+    for path in paths:
+        for name, suffix in [(path.stem, None)] + [
+            (f"{path.stem}-{v}", v) for v in _variant_names(path)
+        ]:
+            if name in declared:
+                return f"problem {name!r} is declared twice: by {declared[name][0]} and by {path}"
+            declared[name] = (path, suffix)
+    for name, (path, suffix) in declared.items():
+        if name in PROBLEMS:
             continue
 
-        def loader(path: Path = path) -> Problem:
-            return load_file(path)
+        def loader(path: Path = path, suffix: str | None = suffix) -> Problem:
+            problem = load_file(path)
+            return problem if suffix is None else problem.variant(suffix)
 
-        PROBLEMS.register(path.stem)(loader)
+        PROBLEMS.register(name)(loader)
+    return None
 
 
-_register_presets()
+_PRESETS_ERROR = _register_presets()
+
+
+def _check_presets() -> None:
+    if _PRESETS_ERROR is not None:
+        raise ProblemFileError(_PRESETS_ERROR)
 
 
 def names() -> list[str]:
     """The names of the registered problem presets."""
+    _check_presets()
     return PROBLEMS.names()
 
 
@@ -359,6 +440,8 @@ def get(name: str | Path) -> Problem:
     """The problem preset ``name`` (a registered name, or the path of a TOML file)."""
     if isinstance(name, Path) or (str(name).endswith(".toml") and Path(name).is_file()):
         return load_file(name)
+    if str(name) not in PROBLEMS:
+        _check_presets()
     return PROBLEMS.get(str(name))
 
 

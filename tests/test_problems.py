@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 import invdiff
+import invdiff.paths
 from invdiff.noise import Gaussian
 from invdiff.operators.base import Operator
 from invdiff.problems import Problem, ProblemFileError, load_file, measurement_seed
@@ -127,9 +131,13 @@ def test_a_toml_file_loads(tmp_path):
             "not a registered operator",
         ),
         (lambda s: s.replace('"fashion_mnist"', '"mnist-fashion"'), "registered data set"),
-        (lambda s: s.replace('name = "gaussian"', 'name = "laplace"'), r"\[noise\]"),
-        (lambda s: s.replace("sigma = 0.1", "sigma = -1.0"), r"\[noise\]"),
-        (lambda s: s.replace("sigma = 0.1", "sigma = 0.1\nrate = 3"), r"\[noise\]"),
+        # errors name the key as a dotted path (they used to say "[noise]")
+        (
+            lambda s: s.replace('name = "gaussian"', 'name = "laplace"'),
+            "noise.name: unknown noise model 'laplace'.*valid: gaussian, poisson",
+        ),
+        (lambda s: s.replace("sigma = 0.1", "sigma = -1.0"), "noise: invalid gaussian"),
+        (lambda s: s.replace("sigma = 0.1", "sigma = 0.1\nrate = 3"), "noise: invalid gaussian"),
         (lambda s: s.replace("image_size = 8", "image_size = 0"), "image_size"),
         (lambda s: s.replace("image_size = 8", ""), "missing key"),
         (lambda s: s + '[priors]\nvae = "x"\n', "unknown kind"),
@@ -163,3 +171,85 @@ def test_problem_from_dict_validates_priors():
                 "priors": {"pixel": 3},
             },
         )
+
+
+# ---------------------------------------------------------------- noise as a parameter
+
+#: y of every preset as it was with one TOML file per name (before the noise variants):
+#: sum, |sum| and squared sum of measure(x, [0, 5, 9], seed=1) for a fixed x
+MEASUREMENTS = json.loads((Path(__file__).parent / "problem_measurements.json").read_text())
+
+
+def test_every_old_preset_name_still_resolves():
+    assert set(MEASUREMENTS) <= set(invdiff.problems.names())
+    assert not list(invdiff.paths.problems_dir().glob("*-noiseless.toml"))  # no twin files
+
+
+@pytest.mark.parametrize("name", sorted(MEASUREMENTS))
+def test_old_preset_names_measure_as_before(name):
+    prob = invdiff.problems.get(name)
+    x = torch.rand((3, *prob.in_shape), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    y = prob.measure(x, [0, 5, 9], seed=1).double()
+    ref = MEASUREMENTS[name]
+    assert list(y.shape) == ref["shape"]
+    got = {"sum": y.sum().item(), "abs": y.abs().sum().item(), "sq": (y**2).sum().item()}
+    for key, value in got.items():
+        assert value == pytest.approx(ref[key], rel=1e-6, abs=1e-5), (name, key)
+
+
+def test_a_noise_variant_is_its_base_problem_at_another_level():
+    base, variant = invdiff.problems.get("fmnist-sr4"), invdiff.problems.get("fmnist-sr4-noiseless")
+    assert variant.name == "fmnist-sr4-noiseless" and variant.noise.sigma == 0.0
+    assert base.noise.sigma == 0.05 and base.noise_variants == {"noiseless": {"sigma": 0.0}}
+    same = ("operator_name", "operator_params", "dataset", "image_size", "priors", "bank")
+    assert all(getattr(base, f) == getattr(variant, f) for f in same)
+    assert variant == base.with_noise("fmnist-sr4-noiseless", sigma=0.0)
+    # a level that is not declared in a file: same problem, same seeds, another sigma
+    louder = base.with_noise(sigma=0.2)
+    x = torch.zeros(1, 1, 32, 32)
+    n1, n2 = louder.measure(x, 0) - base.operator()(x), base.measure(x, 0) - base.operator()(x)
+    assert torch.allclose(n1, 4 * n2, atol=1e-6)
+
+
+def test_noise_variants_are_checked(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(GOOD + "[noise_variants]\nloud = { sigma = -2.0 }\n")
+    with pytest.raises(ProblemFileError, match="noise_variants.loud: invalid gaussian"):
+        load_file(f)
+    f.write_text(GOOD + "[noise_variants]\nloud = { sgima = 2.0 }\n")
+    with pytest.raises(ProblemFileError, match="noise_variants.loud"):
+        load_file(f)
+
+
+def test_problem_errors_name_key_value_and_choices(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(GOOD.replace("image_size = 8", "image_size = 9000").replace("gaussian", "gausian"))
+    with pytest.raises(ProblemFileError) as info:
+        load_file(f)
+    msg = str(info.value)
+    assert str(f) in msg and "2 problems" in msg
+    assert "image_size must be an integer in [1, 4096], got 9000" in msg
+    assert "noise.name: unknown noise model 'gausian'" in msg and "did you mean 'gaussian'" in msg
+    f.write_text("colr = 1\n" + GOOD)
+    with pytest.raises(ProblemFileError, match="colr: unknown key; valid keys: description"):
+        load_file(f)
+
+
+def test_no_presets_is_an_error(monkeypatch, tmp_path):
+    import invdiff.problems as problems
+
+    monkeypatch.setattr(problems, "problems_dir", lambda: tmp_path)
+    message = problems._register_presets()
+    assert message is not None and "no problem presets" in message and str(tmp_path) in message
+    monkeypatch.setattr(problems, "_PRESETS_ERROR", message)
+    with pytest.raises(ProblemFileError, match="no problem presets"):
+        problems.names()
+
+
+def test_a_name_declared_twice_is_an_error(monkeypatch, tmp_path):
+    import invdiff.problems as problems
+
+    (tmp_path / "tiny.toml").write_text(GOOD + "[noise_variants]\nnoiseless = { sigma = 0.0 }\n")
+    (tmp_path / "tiny-noiseless.toml").write_text(GOOD)
+    monkeypatch.setattr(problems, "problems_dir", lambda: tmp_path)
+    assert "declared twice" in problems._register_presets()

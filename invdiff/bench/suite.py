@@ -16,7 +16,7 @@
     figure_images = 4                    # images per figure grid (0: no figures)
     skip_incompatible = false            # true: leave out pairs the solver cannot run
     save_samples = true                  # keep reconstructions (uint8) for FID and figures
-    problems = ["fmnist-sr4", "fmnist-box"]   # registered presets (invdiff list problems)
+    problems = ["fmnist-sr4", "fmnist-box-noiseless"]   # presets and their noise variants
     requires = ["data", "prior"]         # command-line options this suite cannot run without
 
     [data]                               # the images; other keys go to invdiff.data.get
@@ -33,7 +33,7 @@
     name = "dps"                         # a registered solver
     label = "dps-50"                     # default: the name; rows are keyed by the label
     steps = 50
-    hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by name)
+    hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by the solver)
     problems = ["fmnist-sr4"]            # default: all problems of the suite
     prior = "pixel"                      # a kind (default: from the solver) or a prior
     [solvers.per_problem.fmnist-sr4]     # hyperparameters for one problem
@@ -43,8 +43,14 @@
     name = "tiny-box"
     ...
 
-Parsing here is cheap and checks types and names; ``invdiff.bench.runner.prepare`` then loads
-data, priors and operators and checks every solver/operator/prior pairing before any solving.
+The layout is ``SUITE_SCHEMA`` (``invdiff.schema``, shared with the problem files): an error
+names the file, the key as a dotted path (``solvers[2].hyper``), the value and what is valid,
+and every error found is reported at once. Parsing loads no data and no prior: it checks the
+layout, the names, each solver's hyperparameters (``Solver.hyperparameters``, with the
+per-problem ones merged in) and, unless ``skip_incompatible``, each (solver, problem) pair
+against the operator and the noise (``Solver.check``). ``invdiff.bench.runner.prepare`` then
+loads data, priors and operators and checks the pairs again with the priors' classes and
+shapes before any solving.
 """
 
 from __future__ import annotations
@@ -56,40 +62,84 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invdiff import schema
 from invdiff.io import check_name
 from invdiff.metrics.registry import METRICS
 from invdiff.priors.network import NetworkOptions
 from invdiff.problems import PRIOR_KINDS, Problem, ProblemFileError
 from invdiff.problems import get as get_problem
 from invdiff.registry import SOLVERS, UnknownNameError
-
-_TOP = {
-    "name": str,
-    "description": str,
-    "device": str,
-    "batch_size": int,
-    "seeds": list,
-    "metrics": list,
-    "distribution_metrics": list,
-    "min_images_distribution": int,
-    "figure_images": int,
-    "skip_incompatible": bool,
-    "save_samples": bool,
-    "problems": list,
-    "data": dict,
-    "priors": dict,
-    "solvers": list,
-    "problem": list,
-    "requires": list,
-    "precision": str,
-    "compile": bool,
-    "checkpointing": bool,
-}
-_SOLVER_KEYS = {"name", "label", "steps", "hyper", "per_problem", "problems", "prior"}
+from invdiff.schema import Key, Table
 
 
-class SuiteError(ValueError):
+class SuiteError(schema.FileError):
     """A benchmark suite that cannot run; the message lists every problem found."""
+
+
+#: one ``[[solvers]]`` entry
+SOLVER_SCHEMA = Table(
+    {
+        "name": Key(str, required=True, choices=SOLVERS.names, noun="solver"),
+        "label": Key(str, nonempty=True),
+        "steps": Key(int, required=True, low=1, desc="a positive integer"),
+        "hyper": Key(dict, default=dict),
+        "per_problem": Key(dict, default=dict, values=Key(dict)),
+        "problems": Key(list, item=Key(str)),
+        "prior": Key(str, nonempty=True, desc="a kind (pixel, sr3, latent) or a prior name"),
+    }
+)
+#: ``[data]``: other keys go to ``invdiff.data.get``
+DATA_SCHEMA = Table(
+    {
+        "dataset": Key(str, nonempty=True),
+        "start": Key(int, low=0),
+        "count": Key((int, str), desc='a positive integer or "all"'),
+        "indices": Key(list, item=Key(int, low=0), unique=True, nonempty=True),
+    },
+    extra=True,
+)
+#: a suite file (see the module docstring)
+SUITE_SCHEMA = Table(
+    {
+        "name": Key(str),
+        "description": Key(str, default=""),
+        "device": Key(str, default="auto"),
+        "precision": Key(str),
+        "compile": Key(bool),
+        "checkpointing": Key(bool),
+        "batch_size": Key(int, default=8, low=1),
+        "seeds": Key(list, default=lambda: [0], item=Key(int, low=0), unique=True, nonempty=True),
+        "metrics": Key(
+            list,
+            default=METRICS.defaults,
+            item=Key(str, choices=lambda: METRICS.names("image"), noun="per-image metric"),
+        ),
+        "distribution_metrics": Key(
+            list,
+            default=list,
+            item=Key(
+                str, choices=lambda: METRICS.names("distribution"), noun="distribution metric"
+            ),
+        ),
+        "min_images_distribution": Key(int, default=100, low=2),
+        "figure_images": Key(int, default=4, low=0),
+        "skip_incompatible": Key(bool, default=False),
+        "save_samples": Key(bool, default=True),
+        "problems": Key(list, default=list, item=Key(str)),
+        "problem": Key(list, default=list, item=Key(dict)),  # problems/*.toml tables + name
+        "requires": Key(list, default=list, item=Key(str, choices=("data", "prior"))),
+        "data": Key(dict, default=dict, table=DATA_SCHEMA),
+        "priors": Key(
+            dict,
+            default=dict,
+            table=Table(
+                {k: Key((str, dict), values=Key(str, nonempty=True)) for k in PRIOR_KINDS},
+                noun="kind",
+            ),
+        ),
+        "solvers": Key(list, default=list, item=Key(dict, table=SOLVER_SCHEMA)),
+    }
+)
 
 
 @dataclass
@@ -140,16 +190,6 @@ class Suite:
         return self.path.parent if self.path is not None else Path.cwd()
 
 
-def _type_name(t: type) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        bool: "true/false",
-        list: "a list",
-        dict: "a table",
-    }[t]
-
-
 def parse(
     data: Mapping[str, Any],
     *,
@@ -164,283 +204,250 @@ def parse(
     compile: bool | None = None,  # noqa: A002 - the torch name users know
     checkpointing: bool | None = None,
 ) -> Suite:
-    """Check a parsed suite table and build a ``Suite``; all problems are reported at once."""
+    """Check a parsed suite table and build a ``Suite``; all problems are reported at once.
+
+    Everything that needs no data and no prior weights is checked here: the layout
+    (``SUITE_SCHEMA``), the names, every solver's hyperparameters (``Solver.hyperparameters``)
+    and, unless ``skip_incompatible``, every (solver, problem) pairing against the operator and
+    the noise (``Solver.check``).
+    """
+    where = f"suite {path or name}"
     errors: list[str] = []
-    where = str(path) if path else name
+    v = schema.check(data, SUITE_SCHEMA, errors)
+    if errors:  # the checks below rely on the types
+        raise schema.fail(SuiteError, where, errors)
 
-    unknown = set(data) - set(_TOP)
-    if unknown:
-        errors.append(f"unknown key(s) {sorted(unknown)}; valid keys: {sorted(_TOP)}")
-    for key, t in _TOP.items():
-        if key in data:
-            v = data[key]
-            ok = isinstance(v, t) and not (t is int and isinstance(v, bool))
-            if not ok:
-                errors.append(f"{key} must be {_type_name(t)}, got {v!r}")
-    if errors:
-        raise SuiteError(f"suite {where}:\n  " + "\n  ".join(errors))
-
-    suite = Suite(name=data.get("name", name), path=path, sha256=sha256)
-    try:  # the default output folder is runs/bench/<name>
-        check_name(suite.name, "suite name")
-    except (TypeError, ValueError) as err:
-        errors.append(str(err))
-    suite.description = data.get("description", "")
-    suite.device = device or data.get("device", "auto")
+    suite = Suite(
+        name=v.get("name", name),
+        path=path,
+        sha256=sha256,
+        description=v["description"],
+        device=device or v["device"],
+        batch_size=v["batch_size"],
+        seeds=list(v["seeds"]),
+        metrics=list(v["metrics"]),
+        distribution_metrics=list(v["distribution_metrics"]),
+        min_images_distribution=v["min_images_distribution"],
+        figure_images=v["figure_images"],
+        skip_incompatible=v["skip_incompatible"],
+        save_samples=v["save_samples"],
+    )
+    _try(errors, check_name, suite.name, "suite name")  # runs/bench/<name> by default
     try:
         suite.network = NetworkOptions(
-            precision=precision or data.get("precision", "fp32"),
-            compile=bool(compile) or data.get("compile", False),
-            gradient_checkpointing=bool(checkpointing) or data.get("checkpointing", False),
+            precision=precision or v.get("precision", "fp32"),
+            compile=bool(compile) or v.get("compile", False),
+            gradient_checkpointing=bool(checkpointing) or v.get("checkpointing", False),
         )
     except (TypeError, ValueError) as err:
         errors.append(str(err))
-    suite.batch_size = data.get("batch_size", suite.batch_size)
-    if suite.batch_size < 1:
-        errors.append(f"batch_size must be >= 1, got {suite.batch_size}")
-    suite.seeds = list(data.get("seeds", [0]))
-    if not suite.seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in suite.seeds
-    ):
-        errors.append(f"seeds must be a non-empty list of integers >= 0, got {suite.seeds!r}")
-    elif len(set(suite.seeds)) != len(suite.seeds):
-        errors.append(f"seeds must not repeat, got {suite.seeds!r}")
-    suite.metrics = list(data.get("metrics", METRICS.defaults()))
-    bad = [m for m in suite.metrics if m not in METRICS.names("image")]
-    if bad:
-        errors.append(f"metrics {bad} unknown; valid per-image metrics: {METRICS.names('image')}")
-    suite.distribution_metrics = list(data.get("distribution_metrics", []))
-    bad = [m for m in suite.distribution_metrics if m not in METRICS.names("distribution")]
-    if bad:
-        errors.append(f"distribution_metrics {bad} unknown; valid: {METRICS.names('distribution')}")
-    suite.min_images_distribution = data.get(
-        "min_images_distribution", suite.min_images_distribution
-    )
-    if suite.min_images_distribution < 2:
-        errors.append(f"min_images_distribution must be >= 2, got {suite.min_images_distribution}")
-    suite.figure_images = data.get("figure_images", suite.figure_images)
-    if suite.figure_images < 0:
-        errors.append(f"figure_images must be >= 0, got {suite.figure_images}")
-    suite.skip_incompatible = data.get("skip_incompatible", False)
-    suite.save_samples = data.get("save_samples", True)
     if suite.distribution_metrics and not suite.save_samples:
         errors.append(
             "distribution_metrics need save_samples = true (FID/KID read the saved samples)"
         )
+    problems = _problems(v, where, errors)
+    if "data" in v["requires"] and data_dir is None:
+        errors.append("this suite needs --data DIR (a folder of images; none ship with invdiff)")
+    if "prior" in v["requires"] and prior_dir is None:
+        errors.append("this suite needs --prior DIR (a diffusers DDPM folder: unet/ + scheduler/)")
+    if limit is not None:
+        if limit < 1:
+            errors.append(f"--limit must be >= 1, got {limit}")
+        suite.overrides["limit"] = limit
+    suite.data = _data(v["data"], problems, data_dir, suite.overrides, errors)
+    if data_dir is not None:
+        problems = [p.with_changes(dataset="image_folder") for p in problems]
+    suite.problems = problems
+    suite.priors = _priors(v["priors"], {p.name for p in problems}, errors)
+    if prior_dir is not None:  # --prior DIR replaces the pixel prior
+        if not Path(prior_dir).exists():
+            errors.append(f"--prior {prior_dir}: no such folder")
+        suite.priors["pixel"] = suite.overrides["prior"] = str(prior_dir)
+    suite.solvers = _solvers(v["solvers"], problems, errors)
+    if not v["solvers"] and not errors:
+        errors.append("the suite names no solvers ([[solvers]] tables)")
+    if not suite.skip_incompatible and not errors:
+        _check_pairs(suite, errors)
+    if errors:
+        raise schema.fail(SuiteError, where, errors)
+    return suite
 
-    # problems: registered presets plus inline [[problem]] tables
+
+def _try(errors: list[str], check: Any, *args: Any) -> bool:
+    try:
+        check(*args)
+    except (TypeError, ValueError) as err:
+        errors.append(str(err))
+        return False
+    return True
+
+
+def _problems(v: Mapping[str, Any], where: str, errors: list[str]) -> list[Problem]:
+    """The registered presets named in ``problems`` plus the inline ``[[problem]]`` tables."""
     problems: list[Problem] = []
-    for pname in data.get("problems", []):
-        if not isinstance(pname, str):
-            errors.append(f"problems must list problem names (strings), got {pname!r}")
-            continue
+    for i, pname in enumerate(v["problems"]):
         try:
             problems.append(get_problem(pname))
         except (UnknownNameError, ProblemFileError, FileNotFoundError) as err:
-            errors.append(str(err))
-    for i, table in enumerate(data.get("problem", [])):
-        if not isinstance(table, Mapping) or not isinstance(table.get("name"), str):
-            errors.append(f"[[problem]] #{i + 1} must be a table with a name")
+            errors.append(f"problems[{i}]: {err}")
+    for i, table in enumerate(v["problem"]):
+        if not isinstance(table.get("name"), str):
+            errors.append(f"problem[{i}].name: missing key (an inline problem needs a name)")
             continue
-        body = {k: v for k, v in table.items() if k != "name"}
+        body = {k: val for k, val in table.items() if k != "name"}
         try:
-            problems.append(Problem.from_dict(table["name"], body, source=f"{where} [[problem]]"))
+            problems.append(Problem.from_dict(table["name"], body, source=f"{where} problem[{i}]"))
         except ProblemFileError as err:
             errors.append(str(err))
     seen: set[str] = set()
     for p in problems:
-        try:  # results and figures are stored under the problem's name
-            check_name(p.name, "problem name")
-        except (TypeError, ValueError) as err:
-            errors.append(str(err))
+        _try(errors, check_name, p.name, "problem name")  # results are stored under it
         if p.name in seen:
             errors.append(f"problem {p.name!r} is listed twice")
         seen.add(p.name)
     if not problems and not errors:
         errors.append("the suite names no problems (problems = [...] or [[problem]] tables)")
+    return problems
 
-    # command-line overrides the suite cannot run without (e.g. a data set that is not shipped)
-    needs = data.get("requires", [])
-    bad = [r for r in needs if r not in ("data", "prior")]
-    if bad:
-        errors.append(f"requires {bad} unknown; valid: ['data', 'prior']")
-    if "data" in needs and data_dir is None:
-        errors.append("this suite needs --data DIR (a folder of images; none ship with invdiff)")
-    if "prior" in needs and prior_dir is None:
-        errors.append("this suite needs --prior DIR (a diffusers DDPM folder: unet/ + scheduler/)")
 
-    # data
-    suite.data = dict(data.get("data", {}))
+def _data(
+    table: Mapping[str, Any],
+    problems: list[Problem],
+    data_dir: str | Path | None,
+    overrides: dict[str, Any],
+    errors: list[str],
+) -> dict[str, Any]:
+    """``[data]``, with ``--data DIR`` replacing the data set by a folder of images."""
+    data = dict(table)
     if data_dir is not None:
         folder = Path(data_dir)
         if not folder.is_dir():
             errors.append(f"--data {folder}: not a folder of images")
-        suite.data = {k: v for k, v in suite.data.items() if k in ("start", "count", "indices")}
-        suite.data.update(dataset="image_folder", root=str(folder))
+        data = {k: val for k, val in data.items() if k in ("start", "count", "indices")}
+        data.update(dataset="image_folder", root=str(folder))
         sizes, channels = {p.image_size for p in problems}, {p.channels for p in problems}
         if len(sizes) == 1 and len(channels) == 1:
-            suite.data.update(size=sizes.pop(), channels=channels.pop())
+            data.update(size=sizes.pop(), channels=channels.pop())
         else:
             errors.append(
                 "--data needs all problems of the suite at one image size and channel count"
             )
-        suite.overrides["data"] = str(folder)
-    ds = suite.data.get("dataset")
-    if ds is None:
+        overrides["data"] = str(folder)
+    if "dataset" not in data:
         names = {p.dataset for p in problems}
         if len(names) > 1:
             errors.append(
                 f"the problems use different data sets {sorted(names)}; name one in [data] dataset"
             )
         elif names:
-            suite.data["dataset"] = names.pop()
-    elif not isinstance(ds, str):
-        errors.append(f"[data] dataset must be a data set name, got {ds!r}")
-    if "indices" in suite.data and ("start" in suite.data or "count" in suite.data):
-        errors.append("[data] gives either indices = [...] or start/count, not both")
-    idx = suite.data.get("indices")
-    if idx is not None and (
-        not isinstance(idx, list)
-        or not idx
-        or not all(isinstance(i, int) and i >= 0 for i in idx)
-        or len(set(idx)) != len(idx)
-    ):
-        errors.append(
-            f"[data] indices must be a non-empty list of distinct integers >= 0, got {idx!r}"
-        )
-    count = suite.data.get("count", "all")
-    if not (
-        count == "all" or (isinstance(count, int) and not isinstance(count, bool) and count >= 1)
-    ):
-        errors.append(f'[data] count must be a positive integer or "all", got {count!r}')
-    start = suite.data.get("start", 0)
-    if not isinstance(start, int) or start < 0:
-        errors.append(f"[data] start must be an integer >= 0, got {start!r}")
-    if limit is not None:
-        if limit < 1:
-            errors.append(f"--limit must be >= 1, got {limit}")
-        suite.overrides["limit"] = limit
-    if data_dir is not None:
-        problems = [p.with_changes(dataset="image_folder") for p in problems]
-    suite.problems = problems
+            data["dataset"] = names.pop()
+    if "indices" in data and ("start" in data or "count" in data):
+        errors.append("data: give either indices = [...] or start/count, not both")
+    count = data.get("count", "all")
+    if count != "all" and not (isinstance(count, int) and count >= 1):
+        errors.append(f'data.count must be a positive integer or "all", got {count!r}')
+    return data
 
-    # priors
-    suite.priors = dict(data.get("priors", {}))
-    bad = set(suite.priors) - set(PRIOR_KINDS)
-    if bad:
-        errors.append(f"[priors] unknown kind(s) {sorted(bad)}; valid kinds: {list(PRIOR_KINDS)}")
-    for kind, value in suite.priors.items():
-        if isinstance(value, Mapping):
-            extra = set(value) - {p.name for p in problems}
-            if extra:
-                errors.append(
-                    f"[priors] {kind} names problem(s) {sorted(extra)} that are not in the suite"
-                )
-            if not all(isinstance(v, str) for v in value.values()):
-                errors.append(f"[priors] {kind} must map problem names to prior names/folders")
-        elif not isinstance(value, str):
-            errors.append(
-                f"[priors] {kind} must be a prior name/folder or a table problem -> prior, "
-                f"got {value!r}"
-            )
-    if prior_dir is not None:
-        if not Path(prior_dir).exists():
-            errors.append(f"--prior {prior_dir}: no such folder")
-        suite.priors["pixel"] = str(prior_dir)
-        suite.overrides["prior"] = str(prior_dir)
 
-    # solvers
-    labels: set[str] = set()
-    problem_names = {p.name for p in problems}
-    for i, entry in enumerate(data.get("solvers", [])):
-        tag = f"[[solvers]] #{i + 1}"
-        if not isinstance(entry, Mapping):
-            errors.append(f"{tag} must be a table")
-            continue
-        extra = set(entry) - _SOLVER_KEYS
+def _priors(table: Mapping[str, Any], names: set[str], errors: list[str]) -> dict[str, Any]:
+    """``[priors]``: per kind one prior, or a table problem -> prior."""
+    priors = {k: (dict(val) if isinstance(val, Mapping) else val) for k, val in table.items()}
+    for kind, value in priors.items():
+        extra = set(value) - names if isinstance(value, dict) else set()
         if extra:
-            errors.append(f"{tag}: unknown key(s) {sorted(extra)}; valid: {sorted(_SOLVER_KEYS)}")
-        sname = entry.get("name")
-        if not isinstance(sname, str):
-            errors.append(f"{tag}: name must be a registered solver name")
-            continue
-        tag = f"[[solvers]] {entry.get('label', sname)!r}"
-        if sname not in SOLVERS:
-            errors.append(f"{tag}: unknown solver {sname!r}; valid: {', '.join(SOLVERS.names())}")
-            continue
-        steps = entry.get("steps")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            errors.append(f"{tag}: steps must be a positive integer, got {steps!r}")
-            continue
-        label = entry.get("label", sname)
-        if not isinstance(label, str) or not label or label in labels:
+            errors.append(f"priors.{kind} names problem(s) {sorted(extra)} not in the suite")
+    return priors
+
+
+def _solvers(
+    entries: list[Mapping[str, Any]], problems: list[Problem], errors: list[str]
+) -> list[SolverSpec]:
+    """The ``[[solvers]]`` entries, their hyperparameters checked by the solvers themselves."""
+    specs: list[SolverSpec] = []
+    labels: set[str] = set()
+    names = {p.name for p in problems}
+    for i, entry in enumerate(entries):
+        tag = f"solvers[{i}]"
+        label = entry.get("label", entry["name"])
+        if label in labels:
             errors.append(
-                f"{tag}: label {label!r} must be a unique non-empty string "
-                "(two entries of one solver need labels)"
+                f"{tag}.label = {label!r} must be unique (two entries of one solver need labels)"
             )
             continue
-        try:  # samples are stored in a folder named by the label
-            check_name(label, f"{tag}: label")
-        except ValueError as err:
-            errors.append(str(err))
+        if not _try(errors, check_name, label, f"{tag}.label"):  # samples/<label>/
             continue
         labels.add(label)
-        hyper = entry.get("hyper", {})
-        per_problem = entry.get("per_problem", {})
-        if not isinstance(hyper, Mapping) or not isinstance(per_problem, Mapping):
-            errors.append(f"{tag}: hyper and per_problem must be tables")
-            continue
-        extra = set(per_problem) - problem_names
-        if extra:
-            errors.append(
-                f"{tag}: per_problem names problem(s) {sorted(extra)} that are not in the suite"
-            )
-        solver = SOLVERS.get(sname)
-        for hp in [hyper, *per_problem.values()]:
+        for key in ("per_problem", "problems"):
+            extra = set(entry.get(key) or ()) - names
+            if extra:
+                errors.append(f"{tag}.{key}: problem(s) {sorted(extra)} are not in the suite")
+        solver = SOLVERS.get(entry["name"])
+        # the hyperparameters each problem runs with, named as the file writes them
+        checks = [(f"{tag}.hyper", entry["hyper"])] + [
+            (f"{tag}.per_problem.{p}", {**entry["hyper"], **hp})
+            for p, hp in entry["per_problem"].items()
+        ]
+        for key, hyper in checks:
             try:
-                solver.hyperparameters(dict(hp))
+                solver.hyperparameters(dict(hyper))
             except (TypeError, ValueError) as err:
-                errors.append(f"{tag}: {err}")
+                errors.append(f"{key} = {dict(hyper)!r} ({label}): {err}")
                 continue
-            for key, value in hp.items():
-                default = solver.defaults.get(key)
-                number = isinstance(default, int | float) and not isinstance(default, bool)
-                if number and (isinstance(value, bool) or not isinstance(value, int | float)):
-                    errors.append(
-                        f"{tag}: hyperparameter {key} must be a number (default {default!r}), "
-                        f"got {value!r}"
-                    )
-                elif isinstance(default, bool) and not isinstance(value, bool):
-                    errors.append(f"{tag}: hyperparameter {key} must be true/false, got {value!r}")
-        only = entry.get("problems")
-        if only is not None:
-            if not isinstance(only, list) or not all(isinstance(p, str) for p in only):
-                errors.append(f"{tag}: problems must be a list of problem names")
-                only = None
-            elif set(only) - problem_names:
-                errors.append(
-                    f"{tag}: problems {sorted(set(only) - problem_names)} are not in the suite"
-                )
-        prior = entry.get("prior")
-        if prior is not None and (not isinstance(prior, str) or not prior):
-            errors.append(f"{tag}: prior must be a kind {list(PRIOR_KINDS)} or a prior name/folder")
-        suite.solvers.append(
+            errors.extend(f"{key}.{msg}" for msg in _hyper_types(solver.defaults, hyper))
+        specs.append(
             SolverSpec(
                 label,
-                sname,
-                steps,
-                dict(hyper),
-                {k: dict(v) for k, v in per_problem.items()},
-                only,
-                prior,
+                entry["name"],
+                entry["steps"],
+                dict(entry["hyper"]),
+                {k: dict(hp) for k, hp in entry["per_problem"].items()},
+                entry.get("problems"),
+                entry.get("prior"),
             )
         )
-    if not data.get("solvers") and not errors:
-        errors.append("the suite names no solvers ([[solvers]] tables)")
+    return specs
 
-    if errors:
-        raise SuiteError(f"suite {where} has {len(errors)} problem(s):\n  " + "\n  ".join(errors))
-    return suite
+
+def _hyper_types(defaults: Mapping[str, Any], hyper: Mapping[str, Any]) -> list[str]:
+    """A number where the default is a number, true/false where it is a flag."""
+    wrong = []
+    for key, value in hyper.items():
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                wrong.append(f"{key} must be true/false, got {value!r}")
+        elif isinstance(default, int | float) and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            wrong.append(f"{key} must be a number (default {default!r}), got {value!r}")
+    return wrong
+
+
+def _check_pairs(suite: Suite, errors: list[str]) -> None:
+    """Every (solver, problem) pair against the solver's declared operator and noise needs,
+    on the operators alone (no data, no prior weights); ``prepare`` repeats it with the
+    priors' actual classes and shapes."""
+    from invdiff.solvers.base import SolverMismatchError
+
+    for i, spec in enumerate(suite.solvers):
+        solver = SOLVERS.get(spec.name)
+        for p in suite.problems:
+            if spec.problems is not None and p.name not in spec.problems:
+                continue
+            try:
+                operator = p.operator()
+            except Exception as err:  # noqa: BLE001 - reported with the problem's name
+                errors.append(
+                    f"problem {p.name!r}: cannot build operator {p.operator_name!r}: {err}"
+                )
+                return
+            try:
+                solver.check(solver.requires_prior, operator, p.noise)
+            except SolverMismatchError as err:
+                errors.append(
+                    f"solvers[{i}] ({spec.label}) on problem {p.name!r} ({p.noise!r}): {err}; "
+                    "leave the pair out (problems = [...]) or set skip_incompatible = true"
+                )
 
 
 def load(path: str | Path, **overrides: Any) -> Suite:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from invdiff.operators import kernels, masks
-from invdiff.paths import banks_dir
+from invdiff.paths import banks_dir, writable_home
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -257,7 +257,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="folder to write into (default: operators/ of the checkout)",
+        help="folder to write into (default: operators/ of the checkout or of INVDIFF_HOME; "
+        "an installed package's own copy is read-only)",
     )
     parser.add_argument(
         "--check", action="store_true", help="verify the banks against the manifest; write nothing"
@@ -280,6 +281,13 @@ def run(args: argparse.Namespace) -> int:
             else f"{len(problems)} problem(s); run `invdiff banks` to rewrite"
         )
         return 0 if not problems else 1
+    if args.out is None and not writable_home():
+        # the banks inside an installed wheel are the ones its presets were checked against
+        print(
+            f"the banks in {folder} belong to the installed package; write a copy with "
+            "--out DIR (and set INVDIFF_HOME to use it)"
+        )
+        return 2
     command = "invdiff banks" + ("".join(f" {n}" for n in args.names))
     manifest = write(folder, args.names or None, command=command)
     for name in args.names or BANKS:
