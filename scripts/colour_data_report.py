@@ -63,7 +63,7 @@ def mosaic(x: np.ndarray, cols: int) -> np.ndarray:
     return out
 
 
-def grid(size: int, path: Path, cols: int = 16, rows: int = 3) -> None:
+def grid(size: int, path: Path, cols: int = 16, rows: int = 2) -> None:
     """Evenly spaced examples of each split and of the photo patches, one panel each."""
     import matplotlib
 

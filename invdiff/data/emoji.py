@@ -317,7 +317,10 @@ def _rendered(
         def save(f) -> None:  # noqa: ANN001 - a binary file
             np.savez(f, images=images, keys=np.array(keys, dtype=str))
 
-        write_with(file, save)
+        try:
+            write_with(file, save)
+        except OSError:
+            pass  # a read-only cache folder costs the next process a render, nothing else
         cached = images, keys
     images, keys = cached
     images.setflags(write=False)
