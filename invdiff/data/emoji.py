@@ -75,7 +75,7 @@ BACKGROUND = (255, 255, 255)
 #: bump when the rendering changes, so every cache is rebuilt
 RENDER_VERSION = 1
 SPLIT_SALT = "invdiff-emoji-split-v1:"
-#: upper bounds of u for train and val; test is the rest
+#: the interval of u = the group's hash in [0, 1) that each split takes
 SPLIT_BOUNDS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 SPLITS = ("train", "val", "test", "all")
 #: "validation" is what invdiff.training asks for; it is "val"
