@@ -70,7 +70,7 @@ class RunStore:
     """The run folder ``out`` (see the module doc)."""
 
     def __init__(self, out: str | Path):
-        self.out = Path(out)
+        self.out = Path(out).absolute()  # inside() joins a relative path to the folder again
 
     # ------------------------------------------------------------------ the folder as a whole
 
