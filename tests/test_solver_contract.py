@@ -213,3 +213,19 @@ def test_declared_capabilities_are_checked_before_loading() -> None:
     diffpir.check(PixelPrior, blur, Gaussian(0.0))  # linear: the proximal step needs no noise
     with pytest.raises(SolverMismatchError, match="inpainting"):
         invdiff.solvers.get("repaint").check(PixelPrior, blur, Gaussian(0.05))
+
+
+def test_a_suite_with_an_out_of_range_hyperparameter_fails_at_parse_time(tmp_path) -> None:
+    """The suite parser goes through the same declared ranges: the message names the file,
+    the solver, the key, the value and the valid range, before any data or prior loads."""
+    from pathlib import Path
+
+    from invdiff.bench.suite import SuiteError, load
+
+    quick = Path(__file__).parents[1] / "benchmarks" / "quick.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        quick.read_text().replace('name = "ddrm"\n', 'name = "ddrm"\nhyper = { eta = 2.0 }\n', 1)
+    )
+    with pytest.raises(SuiteError, match=r"bad\.toml(.|\n)*'ddrm'.*eta = 2\.0.*\[0, 1\]"):
+        load(bad)
