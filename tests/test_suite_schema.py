@@ -112,7 +112,6 @@ def test_errors_name_file_key_value_and_valid_choices(
     assert str(f) in msg and key in msg and value in msg and valid in msg, msg
 
 
-@pytest.mark.xfail(strict=False, reason="needs declared solver ranges")
 def test_an_out_of_range_hyperparameter_fails_at_parse_time(tmp_path, no_loading):
     f = write(tmp_path, SUITE.replace("eta = 0.5", "eta = 2.0"))
     with pytest.raises(SuiteError) as info:

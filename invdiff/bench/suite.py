@@ -70,6 +70,7 @@ from invdiff.problems import PRIOR_KINDS, Problem, ProblemFileError
 from invdiff.problems import get as get_problem
 from invdiff.registry import SOLVERS, UnknownNameError
 from invdiff.schema import Key, Table
+from invdiff.solvers.hyper import HyperparameterError
 
 
 class SuiteError(schema.FileError):
@@ -390,10 +391,9 @@ def _solvers(
         for key, hyper in checks:
             try:
                 solver.hyperparameters(dict(hyper))
-            except (TypeError, ValueError) as err:
-                errors.append(f"{key} = {dict(hyper)!r} ({label}): {err}")
-                continue
-            errors.extend(f"{key}.{msg}" for msg in _hyper_types(solver.defaults, hyper))
+            except HyperparameterError as err:
+                where, value = (f"{key}.{err.key}", hyper[err.key]) if err.key else (key, hyper)
+                errors.append(f"{where} = {value!r} ({label}): {err}")
         specs.append(
             SolverSpec(
                 label,
@@ -406,21 +406,6 @@ def _solvers(
             )
         )
     return specs
-
-
-def _hyper_types(defaults: Mapping[str, Any], hyper: Mapping[str, Any]) -> list[str]:
-    """A number where the default is a number, true/false where it is a flag."""
-    wrong = []
-    for key, value in hyper.items():
-        default = defaults.get(key)
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                wrong.append(f"{key} must be true/false, got {value!r}")
-        elif isinstance(default, int | float) and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            wrong.append(f"{key} must be a number (default {default!r}), got {value!r}")
-    return wrong
 
 
 def _check_pairs(suite: Suite, errors: list[str]) -> None:

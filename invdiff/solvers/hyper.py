@@ -23,7 +23,13 @@ class HyperparameterError(ValueError, TypeError):
     """An unknown hyperparameter, or a value of the wrong type or out of its declared range.
 
     Both a ``ValueError`` and a ``TypeError``: callers that caught either keep working.
+    ``key`` names the offending hyperparameter (None for unknown names), so that a suite
+    error can point at ``solvers[i].hyper.<key>``.
     """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,8 @@ def check(solver: str, hypers: dict[str, Hyper], given: dict[str, Any]) -> dict[
         if why is not None:
             raise HyperparameterError(
                 f"solver {solver!r}: hyperparameter {key} = {value!r} {why}; {key} must be "
-                f"{spec.valid()} ({spec.doc})"
+                f"{spec.valid()} ({spec.doc})",
+                key=key,
             )
     return {**{k: h.default for k, h in hypers.items()}, **given}
 
