@@ -26,7 +26,7 @@ SETTINGS = {
     "pinv": ("pixel", "inpainting_box", 2, {}),
     "tikhonov": ("pixel", "inpainting_box", 2, {}),
     "tv": ("pixel", "inpainting_box", 2, {}),
-    "sr3": ("sr3", "super_resolution", 2, {}),
+    "sr3": ("sr3", "bicubic_resize", 2, {}),
     "latent_dps": ("latent", "inpainting_box", 2, {}),
     "psld": ("latent", "inpainting_box", 2, {}),
     "latent_daps": ("latent", "inpainting_box", 2, {"ode_steps": 2, "langevin_steps": 2}),
@@ -51,7 +51,7 @@ def test_every_solver_has_a_setting_here():
 def test_progress_shows_network_evaluations_of_the_budget(name, capsys):
     kind, op_name, steps, hyper = SETTINGS[name]
     prior = make_prior(kind)
-    kwargs = {"factor": 2} if op_name == "super_resolution" else {}
+    kwargs = {"factor": 2} if op_name == "bicubic_resize" else {}
     op = invdiff.operators.get(op_name, in_shape=(1, 8, 8), **kwargs)
     y = op(torch.zeros(2, 1, 8, 8))
     budget = invdiff.solvers.budget(name, steps, prior=prior, **hyper)
@@ -109,7 +109,7 @@ def test_no_progress_by_default(tiny_pixel_prior, capsys):
 # --- the command line: budget line and bar on stderr, for every solver ---------------------
 
 CLI_CASES = {name: "fmnist-box" for name in SETTINGS}
-CLI_CASES["sr3"] = "fmnist-sr4"
+CLI_CASES["sr3"] = "fmnist-sr4-bicubic"
 CLI_SET = {
     "daps": ["ode_steps=2", "langevin_steps=1"],
     "latent_daps": ["ode_steps=2", "langevin_steps=1"],

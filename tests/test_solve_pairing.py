@@ -52,7 +52,7 @@ def test_pairing_errors_come_before_any_prior_or_data_loads(
 
 
 def test_a_fitting_pairing_still_runs(folders, tmp_path, capsys):
-    argv = ["solve", "--problem", "fmnist-sr2", "--solver", "sr3", "--no-progress"]
+    argv = ["solve", "--problem", "fmnist-sr2-bicubic", "--solver", "sr3", "--no-progress"]
     argv += ["--prior", str(folders / "sr3x2"), "--steps", "1", "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     err = capsys.readouterr().err

@@ -260,6 +260,26 @@ def test_sr3_samples_the_exact_conditional_posterior(cs_problem):
     assert cond_prior.nfe == 100
 
 
+def test_sr3_refuses_a_degradation_its_prior_was_not_trained_on():
+    from conftest import tiny_unet
+    from diffusers import DDPMScheduler
+
+    from invdiff.priors.sr3 import SR3Prior
+
+    prior = SR3Prior(tiny_unet(size=8, channels=1, in_channels=2), DDPMScheduler(), factor=2)
+    pooled = invdiff.operators.get("super_resolution", in_shape=(1, 8, 8), factor=2)
+    with pytest.raises(SolverMismatchError, match="trained on measurements of bicubic_resize"):
+        invdiff.solve(
+            "sr3",
+            prior=prior,
+            operator=pooled,
+            y=torch.zeros(1, 1, 4, 4),
+            noise=Gaussian(0.05),
+            steps=2,
+            generator=0,
+        )
+
+
 def test_sr3_plumbing_on_a_tiny_sr3_prior():
     from conftest import tiny_unet
     from diffusers import DDPMScheduler
@@ -271,7 +291,7 @@ def test_sr3_plumbing_on_a_tiny_sr3_prior():
         DDPMScheduler(num_train_timesteps=1000),
         factor=2,
     )
-    op = invdiff.operators.get("super_resolution", in_shape=(1, 8, 8), factor=2)
+    op = invdiff.operators.get("bicubic_resize", in_shape=(1, 8, 8), factor=2)
     y = torch.zeros(3, 1, 4, 4)
     seen: list[Step] = []
     out = invdiff.solve(
@@ -299,8 +319,8 @@ def test_sr3_plumbing_on_a_tiny_sr3_prior():
             steps=3,
             generator=0,
         )
-    x4 = invdiff.operators.get("super_resolution", in_shape=(1, 8, 8), factor=4)
-    with pytest.raises(ValueError, match="x2"):
+    x4 = invdiff.operators.get("bicubic_resize", in_shape=(1, 8, 8), factor=4)
+    with pytest.raises(SolverMismatchError, match="factor=2"):
         invdiff.solve(
             "sr3",
             prior=prior,

@@ -28,6 +28,7 @@ from invdiff.bench.suite import SolverSpec, Suite, SuiteError
 from invdiff.images import check_image
 from invdiff.metrics.registry import METRICS
 from invdiff.priors.base import Prior
+from invdiff.priors.sr3 import degradation_mismatch
 from invdiff.problems import PRIOR_KINDS, Problem, measurement_seed
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import SolverMismatchError
@@ -238,7 +239,7 @@ def _mismatch(solver: Any, info: Any, operator: Any, problem: Problem, source: s
             f"prior {source!r} models images of shape {tuple(info.image_shape)}, "
             f"the problem has {problem.in_shape}"
         )
-    return None
+    return degradation_mismatch(info.degradation, operator, repr(source))
 
 
 def _load_data(d: _Draft) -> tuple[Any, list[int]]:

@@ -234,6 +234,11 @@ class ConditionalPrior(Prior):
     def condition(self, y: Tensor) -> Tensor:
         """Build the conditioning image from a measurement (e.g. bicubic upsampling)."""
 
+    def accepts(self, operator: Any) -> bool:
+        """Whether the prior was trained on measurements of ``operator``; a prior that does not
+        name its degradation accepts any (``SR3Prior`` names it)."""
+        return True
+
 
 def posterior_variance(sigma: float, sigma_data: float) -> float:
     """``Var(x0 | x_sigma)`` per coordinate for Gaussian data of std ``sigma_data``:

@@ -16,7 +16,7 @@ network a conditioning image it never saw in training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,35 @@ def upsample(y: Tensor, size: tuple[int, int]) -> Tensor:
 def sr3_condition(x: Tensor, factor: int) -> Tensor:
     """The conditioning image SR3 is trained with: ``upsample(downsample(x))`` at x's size."""
     return upsample(downsample(x, factor), tuple(x.shape[-2:]))
+
+
+def is_degradation(
+    spec: Mapping[str, Any], operator: Operator, in_shape: Sequence[int] | None = None
+) -> bool:
+    """Whether ``operator`` is the training degradation ``spec`` (a registry name and its
+    arguments, as ``prior.json`` stores it): the same registered operator with the same shapes
+    and settings (as its ``repr`` states them). Needs no weights, so the bench and the command
+    line can refuse a mismatched problem before loading the prior."""
+    args = {k: v for k, v in spec.items() if k != "name"}
+    shape = operator.in_shape if in_shape is None else tuple(in_shape)
+    expected = OPERATORS.get(spec["name"], in_shape=shape, **args)
+    return type(operator) is type(expected) and operator.extra_repr() == expected.extra_repr()
+
+
+def degradation_mismatch(
+    spec: Mapping[str, Any] | None, operator: Operator, prior: str
+) -> str | None:
+    """Why a prior trained on ``spec`` cannot serve a problem measured with ``operator`` (None
+    when it can, or when the prior names no degradation)."""
+    if spec is None or is_degradation(spec, operator):
+        return None
+    args = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
+    return (
+        f"prior {prior} was trained on measurements of {spec['name']}({args}), but the problem "
+        f"measures with {operator.registry_name or type(operator).__name__}"
+        f"({operator.extra_repr()}): its conditioning would not match; use a problem measured "
+        f"with {spec['name']} (e.g. fmnist-sr4-bicubic) or a zero-shot solver"
+    )
 
 
 @register
@@ -108,10 +137,8 @@ class SR3Prior(PixelPrior, ConditionalPrior):
         return op
 
     def accepts(self, operator: Operator) -> bool:
-        """Whether ``operator`` is the degradation the prior was trained on: the same registered
-        operator with the same shapes and settings (as its ``repr`` states them)."""
-        deg = self.degradation
-        return type(operator) is type(deg) and operator.extra_repr() == deg.extra_repr()
+        """Whether ``operator`` is the degradation the prior was trained on."""
+        return is_degradation(self.degradation_spec, operator, self.in_shape)
 
     @property
     def low_res_shape(self) -> tuple[int, int, int]:

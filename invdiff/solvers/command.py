@@ -40,6 +40,8 @@ from torch import Tensor
 
 from invdiff.io import write_text, write_with
 from invdiff.priors.network import add_network_arguments, network_options_from_args
+from invdiff.priors.sr3 import degradation_mismatch
+from invdiff.solvers.base import SolverMismatchError
 
 
 def _note(message: str) -> None:
@@ -163,6 +165,9 @@ def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) ->
                 f"measures {'x'.join(map(str, operator.out_shape()))}; pass the SR3 prior of the "
                 "problem's factor with --prior"
             )
+    why = degradation_mismatch(info.degradation, operator, prior_name)
+    if why is not None:
+        raise SolverMismatchError(why)
 
 
 def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:

@@ -22,9 +22,10 @@ from torch import Tensor
 from invdiff.noise import Noise
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import ConditionalPrior, Prior
+from invdiff.priors.sr3 import SR3Prior, degradation_mismatch
 from invdiff.registry import SOLVERS
 from invdiff.samplers import ddpm
-from invdiff.solvers.base import Callback, ContractSetting, Solver
+from invdiff.solvers.base import Callback, ContractSetting, Solver, SolverMismatchError
 from invdiff.solvers.common import check_shapes
 from invdiff.solvers.hyper import Hyper
 
@@ -37,6 +38,15 @@ class SR3(Solver):
     requires_prior: ClassVar[type[Prior]] = ConditionalPrior
     contract = ContractSetting(prior="conditional", steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {}
+
+    def check(self, prior: Prior | type[Prior], operator: Operator, noise: Noise) -> None:
+        """Also refuse a problem measured with another operator than the one the prior's
+        conditioning was trained on (``SR3Prior.degradation``)."""
+        super().check(prior, operator, noise)
+        if isinstance(prior, SR3Prior):
+            why = degradation_mismatch(prior.degradation_spec, operator, prior.name or "sr3")
+            if why is not None:
+                raise SolverMismatchError(f"solver 'sr3': {why}")
 
     def __call__(
         self,
@@ -52,8 +62,6 @@ class SR3(Solver):
     ) -> Tensor:
         self.hyperparameters(hyper)
         check_shapes(prior.in_shape, operator, y)
-        from invdiff.priors.sr3 import SR3Prior
-
         if isinstance(prior, SR3Prior) and tuple(y.shape[1:]) != tuple(prior.low_res_shape):
             raise ValueError(
                 f"this SR3 prior was trained for x{prior.factor} super-resolution and takes "
