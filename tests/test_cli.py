@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from invdiff import cli, listing
+from invdiff import cli
+from invdiff.cli import listing
 
 
 def test_help_via_entry_point():

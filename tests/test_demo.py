@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from invdiff import cli, demo
+from invdiff import cli
+from invdiff.cli import demo
 from invdiff.images import load_image
 
 

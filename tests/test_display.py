@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import invdiff
-from invdiff import demo
+from invdiff.cli import demo
 from invdiff.display import measurement_image
 
 
@@ -33,7 +33,7 @@ def test_images_upsampling_and_vectors():
 
 def test_solve_bench_and_demo_share_the_rule(tmp_path):
     import invdiff.bench.report as report
-    import invdiff.solvers.command as command
+    import invdiff.cli.solve as command
 
     # the old per-command implementations are gone; each imports the one function
     assert not hasattr(report, "measurement_panel") and not hasattr(command, "measurement_image")

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from invdiff.cli.train import add_arguments, config_from_args
 from invdiff.training import EMA, TrainConfig, train
-from invdiff.training.command import add_arguments, config_from_args
 from invdiff.training.loop import load_checkpoint_file
 
 

@@ -41,7 +41,7 @@ def _sync(device: torch.device) -> None:
 
 def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     """Measure the item's images, solve, and score each reconstruction against its image."""
-    import invdiff
+    from invdiff.solvers import solve
 
     problem, spec = item.pair.problem, item.pair.solver
     op = plan.operators[problem.name]
@@ -52,7 +52,7 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     memory.reset_peak(plan.device)
     _sync(plan.device)
     t0 = time.perf_counter()
-    xhat = invdiff.solve(
+    xhat = solve(
         spec.name,
         prior=prior,
         operator=op,

@@ -34,7 +34,7 @@ from invdiff.bench.loop import run_items
 from invdiff.bench.plan import Pair, Plan, load_images, resolve_device
 from invdiff.bench.store import ROWS, RUN_INFO, RunStore, load_samples, now
 from invdiff.bench.suite import Suite, SuiteError
-from invdiff.priors.kinds import kind_of
+from invdiff.priors.zoo import kind_of
 
 #: the former name of the plan
 Prepared = Plan

@@ -12,7 +12,6 @@ Operators read a bank entry with ``bank=`` and ``index=``, e.g.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -26,7 +25,7 @@ import torch
 from torch import Tensor
 
 from invdiff.operators import kernels, masks
-from invdiff.paths import banks_dir, writable_home
+from invdiff.paths import banks_dir
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -244,53 +243,3 @@ def check(folder: Path | None = None) -> list[str]:
                 f"{name}: the file is not what seed {BANKS[name].seed} makes with this code"
             )
     return problems
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "names",
-        nargs="*",
-        metavar="BANK",
-        help=f"banks to write (default: all of {', '.join(BANKS)})",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder to write into (default: operators/ of the checkout or of INVDIFF_HOME; "
-        "an installed package's own copy is read-only)",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="verify the banks against the manifest; write nothing"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    folder: Path = args.out or banks_dir()
-    unknown = [n for n in args.names if n not in BANKS]
-    if unknown:
-        print(f"unknown bank(s) {', '.join(unknown)}; valid: {', '.join(BANKS)}")
-        return 2
-    if args.check:
-        problems = check(folder)
-        for p in problems:
-            print(p)
-        print(
-            "banks OK"
-            if not problems
-            else f"{len(problems)} problem(s); run `invdiff banks` to rewrite"
-        )
-        return 0 if not problems else 1
-    if args.out is None and not writable_home():
-        # the banks inside an installed wheel are the ones its presets were checked against
-        print(
-            f"the banks in {folder} belong to the installed package; write a copy with "
-            "--out DIR (and set INVDIFF_HOME to use it)"
-        )
-        return 2
-    command = "invdiff banks" + ("".join(f" {n}" for n in args.names))
-    manifest = write(folder, args.names or None, command=command)
-    for name in args.names or BANKS:
-        e = manifest["banks"][name]
-        print(f"{folder / e['file']}  {e['shape']}  sha256 {e['sha256'][:16]}")
-    return 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from invdiff.priors.base import ConditionalPrior, LatentPrior, Prior, sigma_column, vp_sigmas
 from invdiff.priors.gmm import GaussianMixture, GaussianMixturePrior
-from invdiff.priors.kinds import folder_kinds, kind_of, prior_class
+from invdiff.priors.kinds import folder_kinds, prior_class
 from invdiff.priors.latent import LatentDiffusionPrior
 from invdiff.priors.pixel import PixelPrior
 from invdiff.priors.sr3 import SR3Prior
-from invdiff.priors.zoo import PriorInfo, describe, load, names
+from invdiff.priors.zoo import PriorInfo, describe, kind_of, load, names
 
 __all__ = [
     "ConditionalPrior",

@@ -48,6 +48,9 @@ class Prior(nn.Module, ABC):
     #: the kind of prior this type stands for (``invdiff.priors.kinds``): a concrete class
     #: registers under it, and a solver requiring this type loads a prior of this kind
     kind: ClassVar[str] = "pixel"
+    #: whether the class loads from a prior folder (``from_folder``): its kind is one a preset,
+    #: a suite or ``prior.json`` can name
+    loads_from_folder: ClassVar[bool] = False
 
     #: (C, H, W) of the samples this prior models (the latent shape for a latent prior).
     in_shape: tuple[int, int, int]

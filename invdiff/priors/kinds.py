@@ -4,12 +4,13 @@ Every prior class declares its ``kind`` once (a class attribute) and is register
 ``invdiff.registry.PRIORS`` by ``register``. The capability types declare the kind a solver that
 requires them runs on by default (``Prior``: ``pixel``, ``ConditionalPrior``: ``sr3``,
 ``LatentPrior``: ``latent``), so ``kind_of(solver.requires_prior)`` names the kind of prior to
-load for a solver; ``kind_of(folder)`` reads it from the folder's ``prior.json``.
+load for a solver; ``kind_of(folder)`` reads it from the folder's ``prior.json``
+(``kind_of`` lives in ``invdiff.priors.zoo``, which reads folders; this module imports nothing
+of the priors, so every prior class can register here).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from invdiff.registry import PRIORS
@@ -36,25 +37,7 @@ def prior_class(kind: str) -> type[Prior]:
 def folder_kinds() -> tuple[str, ...]:
     """The kinds whose priors load from a folder (``from_folder``): those a preset, a suite or
     ``prior.json`` can name."""
-    return tuple(k for k, cls in PRIORS.items() if hasattr(cls, "from_folder"))
+    return tuple(k for k, cls in PRIORS.items() if cls.loads_from_folder)
 
 
-def kind_of(obj: object) -> str:
-    """The kind of a prior, a prior class (or capability type) or a prior folder / shipped name.
-
-    A folder's kind is the ``kind`` of its ``prior.json`` (``pixel`` for a plain diffusers
-    checkpoint without one).
-    """
-    if isinstance(obj, str | Path):
-        from invdiff.priors.checks import read_prior_json
-        from invdiff.priors.zoo import resolve
-
-        return str(read_prior_json(resolve(obj)).get("kind", "pixel"))
-    cls = obj if isinstance(obj, type) else type(obj)
-    kind = getattr(cls, "kind", None)
-    if not isinstance(kind, str):
-        raise TypeError(f"{cls.__name__} is not a prior type (it declares no kind)")
-    return kind
-
-
-__all__ = ["folder_kinds", "kind_of", "prior_class", "register"]
+__all__ = ["folder_kinds", "prior_class", "register"]

@@ -99,6 +99,7 @@ class PixelPrior(Prior):
     """
 
     kind = "pixel"
+    loads_from_folder = True
 
     def __init__(
         self,

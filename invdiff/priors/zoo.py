@@ -27,6 +27,21 @@ from invdiff.priors.kinds import prior_class
 ZOO_DIR = zoo_dir()
 
 
+def kind_of(obj: object) -> str:
+    """The kind of a prior, a prior class (or capability type) or a prior folder / shipped name.
+
+    A folder's kind is the ``kind`` of its ``prior.json`` (``pixel`` for a plain diffusers
+    checkpoint without one).
+    """
+    if isinstance(obj, str | Path):
+        return str(read_prior_json(resolve(obj)).get("kind", "pixel"))
+    cls = obj if isinstance(obj, type) else type(obj)
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str):
+        raise TypeError(f"{cls.__name__} is not a prior type (it declares no kind)")
+    return kind
+
+
 def names() -> list[str]:
     """Names of the priors shipped with the package."""
     if not ZOO_DIR.is_dir():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO
 
 import torch
 from torch import Tensor
@@ -29,12 +29,10 @@ from invdiff.diffusion.steps import Callback, Step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
 from invdiff.priors.base import Prior
+from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.hyper import check as check_hypers
 from invdiff.solvers.hyper import describe as describe_hypers
-
-if TYPE_CHECKING:
-    from invdiff.solvers.costs import Budget
 
 
 class SolverMismatchError(TypeError):
@@ -105,6 +103,8 @@ class Solver:
     defaults: ClassVar[dict[str, Any]] = {}
     #: True when the solver differentiates through the prior network (DPS-like)
     differentiates_prior: ClassVar[bool] = False
+    #: network evaluations per step (None: not declared; ``cost`` says it otherwise)
+    nfe_per_step: ClassVar[int | None] = None
     #: the cheap setting the contract tests run it on (tests/test_solver_contract.py)
     contract: ClassVar[ContractSetting] = ContractSetting()
 
@@ -139,7 +139,7 @@ class Solver:
         if not isinstance(noise, self.requires_noise):
             want = " or ".join(t.__name__ for t in self.requires_noise)
             raise SolverMismatchError(f"solver {name!r} handles {want} noise, got {noise!r}")
-        if self.requires_inpainting and not getattr(type(operator), "is_inpainting", False):
+        if self.requires_inpainting and not type(operator).is_inpainting:
             raise SolverMismatchError(
                 f"solver {name!r} needs an inpainting operator (an SVDOperator with "
                 f"is_inpainting = True), got {type(operator).__name__} "
@@ -172,10 +172,17 @@ class Solver:
         return describe_hypers(cls.hypers)
 
     def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
-        """What ``steps`` steps cost in network evaluations, without running the network."""
-        from invdiff.solvers.costs import solver_budget
+        """What ``steps`` steps cost in network evaluations, without running the network
+        (``hyper`` checked and completed with the defaults first)."""
+        return self.cost(steps, self.hyperparameters(hyper), prior)
 
-        return solver_budget(self, steps, hyper, prior)
+    def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        """The cost of ``steps`` steps with the complete hyperparameters ``hp``:
+        ``nfe_per_step`` evaluations a step (unknown when a solver does not declare it).
+        ``prior`` makes a schedule-dependent count exact (DAPS)."""
+        if self.nfe_per_step is None:
+            return Budget(None)
+        return Budget(steps * self.nfe_per_step)
 
     def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int | None:
         """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``; None when

@@ -55,6 +55,7 @@ from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
 from invdiff.solvers.common import check_shapes, normal_like
+from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 
 #: ``grad_z U_data(z)`` for the current batch of x0 iterates.
@@ -176,6 +177,20 @@ def likelihood_std(hp: dict[str, Any], noise: Noise) -> float:
     return max(float(noise.sigma), 1e-3)
 
 
+def annealing_budget(steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+    """Per annealing step, an Euler ODE of ``ode_steps`` evaluations (one when the level is
+    already at the ODE's floor), then ``langevin_steps`` network-free Langevin steps. Without
+    a prior the count is the paper's ``steps x ode_steps``."""
+    ode_steps = int(hp["ode_steps"])
+    langevin = steps * int(hp["langevin_steps"])
+    if prior is None:
+        return Budget(steps * ode_steps, langevin)
+    sigmas = annealing_sigmas(prior, steps, hp["sigma_max"], hp["sigma_min"], hp["rho"])
+    lo = max(float(hp["ode_sigma_min"]), prior.sigma_min)
+    nfe = sum(ode_steps if s > lo and ode_steps > 1 else 1 for s in sigmas[:steps])
+    return Budget(nfe, langevin)
+
+
 @SOLVERS.register("daps")
 class DAPS(Solver):
     """Decoupled annealing posterior sampling in pixel space (see the module docstring)."""
@@ -210,6 +225,9 @@ class DAPS(Solver):
         "ode_sigma_min": Hyper(0.01, "bottom of the ODE grid for x0_hat", gt=0),
         "rho": Hyper(7.0, "poly-rho spacing of the schedules (EDM)", gt=0),
     }
+
+    def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        return annealing_budget(steps, hp, prior)
 
     def __call__(
         self,

@@ -58,8 +58,9 @@ from invdiff.operators.base import RCOND, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
-from invdiff.solvers.repaint import jump_schedule
+from invdiff.solvers.repaint import jump_budget, jump_schedule
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
 
@@ -82,6 +83,9 @@ class DDNM(Solver):
         "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
         "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
     }
+
+    def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        return jump_budget(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
 
     def __call__(
         self,

@@ -50,6 +50,7 @@ class DDRM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
+    nfe_per_step = 1
     contract = ContractSetting(
         steps=8,
         # the paper's 20 steps: exact noise bookkeeping per spectral coordinate, but the

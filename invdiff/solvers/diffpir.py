@@ -58,6 +58,7 @@ class DiffPIR(Solver):
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
     #: the gradient data step for a nonlinear operator has step size sigma_t^2 / (2 lam sigma_y^2)
     noiseless_needs_operator: ClassVar[type[Operator] | None] = LinearOperator
+    nfe_per_step = 1
     contract = ContractSetting(
         steps=6,
         # an approximate sampler (its renoising mixes in eps_hat): measured 0.21 at 100 steps;

@@ -106,6 +106,7 @@ class DPS(Solver):
 
     requires_operator = Operator
     requires_noise = (Gaussian, Poisson)
+    nfe_per_step = 1
     contract = ContractSetting(
         steps=8,
         # ancestral steps + the one-step likelihood approximation, approximate by design

@@ -25,7 +25,8 @@ from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver
 from invdiff.solvers.common import check_shapes
-from invdiff.solvers.daps import DAPS, anneal
+from invdiff.solvers.costs import Budget
+from invdiff.solvers.daps import DAPS, anneal, annealing_budget
 from invdiff.solvers.hyper import Hyper
 
 
@@ -60,6 +61,9 @@ class LatentDAPS(Solver):
         "lr": replace(DAPS.hypers["lr"], default=2e-6),
         "tau": replace(DAPS.hypers["tau"], default=0.01),
     }
+
+    def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        return annealing_budget(steps, hp, prior)
 
     def __call__(
         self,

@@ -90,6 +90,7 @@ class LatentDPS(Solver):
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_prior: ClassVar[type[Prior]] = LatentPrior
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    nfe_per_step = 1
     contract = ContractSetting(
         prior="latent",
         steps=6,

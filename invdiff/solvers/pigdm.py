@@ -51,6 +51,7 @@ class PiGDM(Solver):
 
     requires_operator = SVDOperator
     requires_noise = (Gaussian,)
+    nfe_per_step = 1
     contract = ContractSetting(
         steps=8,
         # Gaussian approximation of p(x0 | x_t) with r_t^2 = s^2 / (1 + s^2); measured 0.23

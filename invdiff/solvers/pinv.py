@@ -28,6 +28,7 @@ class PseudoInverse(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    nfe_per_step = 0  # no network
     contract = ContractSetting(steps=5, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {}
 

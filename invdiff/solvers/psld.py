@@ -39,6 +39,7 @@ class PSLD(Solver):
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_prior: ClassVar[type[Prior]] = LatentPrior
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    nfe_per_step = 1
     contract = ContractSetting(
         prior="latent",
         steps=6,

@@ -48,6 +48,7 @@ class REDDiff(Solver):
 
     requires_operator: ClassVar[type[Operator]] = Operator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
+    nfe_per_step = 1
     contract = ContractSetting(
         steps=6,
         # a variational mode seeker (a Dirac q), so not exact; measured 0.21 at 100 steps

@@ -45,6 +45,7 @@ from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -75,6 +76,12 @@ def jump_schedule(levels: int, jump_length: int, jump_n_sample: int) -> list[int
     return schedule
 
 
+def jump_budget(levels: int, jump_length: int, jump_n_sample: int) -> Budget:
+    """One network evaluation per downward step of the jump schedule (resampling included)."""
+    schedule = jump_schedule(levels, jump_length, jump_n_sample)
+    return Budget(sum(b < a for a, b in zip(schedule[:-1], schedule[1:])))
+
+
 @SOLVERS.register("repaint")
 class RePaint(Solver):
     """RePaint inpainting (Lugmayr et al. 2022, Alg. 1); needs an inpainting operator."""
@@ -94,6 +101,9 @@ class RePaint(Solver):
         "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
         "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
     }
+
+    def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        return jump_budget(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
 
     def __call__(
         self,

@@ -36,6 +36,7 @@ class SR3(Solver):
 
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_prior: ClassVar[type[Prior]] = ConditionalPrior
+    nfe_per_step = 1
     contract = ContractSetting(prior="conditional", steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {}
 

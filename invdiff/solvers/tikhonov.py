@@ -37,6 +37,7 @@ class Tikhonov(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    nfe_per_step = 0  # no network
     contract = ContractSetting(steps=10, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {
         "lam": Hyper(

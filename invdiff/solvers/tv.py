@@ -68,6 +68,7 @@ class TotalVariation(Solver):
 
     requires_operator = LinearOperator
     requires_noise = (Gaussian, Poisson)
+    nfe_per_step = 0  # no network
     contract = ContractSetting(steps=20, stochastic=False)
     hypers: ClassVar[dict[str, Hyper]] = {
         "lam": Hyper(

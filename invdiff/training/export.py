@@ -249,7 +249,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
 def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  # noqa: ANN001
     """The card's grid: 16 DDIM samples (x0 clipped in pixel space) or, for SR3, 8 test images
     as rows bicubic / SR3 / truth."""
-    import invdiff
+    from invdiff import data
     from invdiff.images import save_image
     from invdiff.priors.base import ConditionalPrior, LatentPrior
     from invdiff.priors.sr3 import downsample
@@ -257,7 +257,7 @@ def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  
 
     g = torch.Generator().manual_seed(seed)
     if isinstance(prior, ConditionalPrior):
-        truth = invdiff.data.get("fashion_mnist", split="test").images(range(8))
+        truth = data.get("fashion_mnist", split="test").images(range(8))
         cond = prior.condition(downsample(truth, prior.factor))
         x = ddim_sample(prior, 8, steps, g, cond=cond, clip=True)
         grid = make_grid(torch.cat([cond, x, truth]), nrow=8)
@@ -270,8 +270,8 @@ def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  
 
 def export_run(run: str | Path, dest: str | Path) -> Path:
     """Copy the EMA prior of ``run`` into ``dest`` (fp16 weights) with its card."""
+    from invdiff.io import replace_folder
     from invdiff.priors.zoo import load
-    from invdiff.training.loop import replace_folder
 
     run, dest = Path(run), Path(dest)
     prior = load(run / "prior")

@@ -64,11 +64,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def replace_folder(build, dest: Path) -> None:  # noqa: ANN001 - callable(folder)
-    """Write a folder with ``build(tmp)`` and swap it in, so readers never see half of it."""
-    safe_io.replace_folder(build, dest)
-
-
 def _split_state(value: object, prefix: str, tensors: dict[str, torch.Tensor]) -> object:
     """``value`` with every tensor moved into ``tensors`` (under its path) and replaced by a
     reference, so the rest is plain JSON."""
@@ -375,7 +370,7 @@ def train(
             (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
             write_card(folder, str(out / export_name), shipped=False)
 
-        replace_folder(build, out / export_name)
+        safe_io.replace_folder(build, out / export_name)
 
     def exported_step() -> int | None:
         try:

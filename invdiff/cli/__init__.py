@@ -1,7 +1,9 @@
 """The ``invdiff`` command line: ``list``, ``demo``, ``train``, ``solve``, ``bench``, ``banks``.
 
-Each sub-command lives with its concept (``invdiff/<area>/command.py`` exposes
-``add_arguments(parser)`` and ``run(args) -> int``); this file only wires them together.
+One module per sub-command in this package (``invdiff/cli/<command>.py``; ``list`` is
+``listing.py``, so that the module does not shadow the builtin), each exposing
+``add_arguments(parser)`` and ``run(args) -> int`` and importing the modules it uses; this file
+only wires them together and prints errors as one line.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import sys
 # sub-command -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "list": (
-        "invdiff.listing",
+        "invdiff.cli.listing",
         "list the registered operators, solvers, priors, problems and data sets",
     ),
-    "demo": ("invdiff.demo", "degrade a bundled photo with several operators and write a figure"),
-    "train": ("invdiff.training.command", "train a prior (pixel, sr3, autoencoder, latent)"),
-    "solve": ("invdiff.solvers.command", "solve one problem with one solver and write a figure"),
-    "bench": ("invdiff.bench.command", "run a benchmark suite and write tables and figures"),
-    "banks": ("invdiff.operators.banks", "write the versioned operator banks (masks, kernels)"),
+    "demo": (
+        "invdiff.cli.demo",
+        "degrade a bundled photo with several operators and write a figure",
+    ),
+    "train": ("invdiff.cli.train", "train a prior (pixel, sr3, autoencoder, latent)"),
+    "solve": ("invdiff.cli.solve", "solve one problem with one solver and write a figure"),
+    "bench": ("invdiff.cli.bench", "run a benchmark suite and write tables and figures"),
+    "banks": ("invdiff.cli.banks", "write the versioned operator banks (masks, kernels)"),
 }
 
 

@@ -140,7 +140,7 @@ def _hyperparameters(items: list[str], defaults: dict[str, Any]) -> dict[str, An
 
 
 def _prior_kind(solver: Any) -> str:
-    from invdiff.priors.kinds import kind_of
+    from invdiff.priors.zoo import kind_of
 
     return kind_of(solver.requires_prior)
 
@@ -197,15 +197,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import invdiff
+    from invdiff import data, metrics, priors, problems, solvers
     from invdiff.device import resolve_device
     from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
     from invdiff.io import check_writable
 
     # everything cheap is validated first: names, numbers, files, the output folder
-    problem = invdiff.problems.get(args.problem)
-    solver = invdiff.solvers.get(args.solver)
+    problem = problems.get(args.problem)
+    solver = solvers.get(args.solver)
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.samples < 1:
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
     # every pairing check that needs no network runs here, before weights or images are read:
     # solver vs operator, noise and prior kind (Solver.check takes the prior's class), and the
     # prior's image shape (and SR3 factor) vs the problem, from the prior's JSON files
-    info = invdiff.priors.describe(prior_name)
+    info = priors.describe(prior_name)
     operator = problem.operator(device)
     noise = problem.noise
     solver.check(info.prior_type, operator, noise)
@@ -247,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
             "pass --image FILE"
         )
 
-    prior = invdiff.priors.load(prior_name, device=device)
+    prior = priors.load(prior_name, device=device)
     prior.configure(**dataclasses.asdict(network_options_from_args(args)))
     budget = solver.budget(args.steps, prior=prior, **hyper)
     print(
@@ -261,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
         x = load_image(args.image, size=problem.image_size, channels=problem.channels, report=_note)
         source = str(args.image)
     else:
-        dataset = invdiff.data.get(problem.dataset, **data_kwargs)
+        dataset = data.get(problem.dataset, **data_kwargs)
         if not 0 <= args.index < len(dataset):
             raise ValueError(f"--index must be in [0, {len(dataset)}), got {args.index}")
         x = dataset.images([args.index])
@@ -273,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     prior.nfe = 0
     start = time.perf_counter()
-    xhat = invdiff.solve(
+    xhat = solvers.solve(
         args.solver,
         prior=prior,
         operator=operator,
@@ -286,7 +286,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     wall = time.perf_counter() - start
     xhat = xhat.detach()
-    psnr = invdiff.metrics.psnr(xhat.clamp(-1, 1), x.expand_as(xhat)).tolist()
+    psnr = metrics.psnr(xhat.clamp(-1, 1), x.expand_as(xhat)).tolist()
 
     out: Path = args.out
     check_writable(out)

@@ -18,17 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sections() -> dict[str, list[str]]:
     """Kind -> sorted names, read from the registries and the zoo."""
-    import invdiff
-    from invdiff import samplers
+    from invdiff import priors, problems, samplers
     from invdiff.registry import DATASETS, OPERATORS, PRIORS, SOLVERS
 
-    shipped = [f"{n} (shipped)" for n in invdiff.priors.names()]
+    shipped = [f"{n} (shipped)" for n in priors.names()]
     return {
         "operators": OPERATORS.names(),
         "priors": shipped + [f"{n} (class)" for n in PRIORS.names()],
         "solvers": SOLVERS.names(),
         "samplers": samplers.names(),
-        "problems": invdiff.problems.names(),
+        "problems": problems.names(),
         "datasets": DATASETS.names(),
     }
 
