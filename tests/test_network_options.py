@@ -323,7 +323,7 @@ def test_an_analytic_prior_refuses_network_options() -> None:
 def test_solve_cli_passes_the_options_to_the_prior(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from invdiff.solvers import command
+    from invdiff.cli import solve as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -340,7 +340,7 @@ def test_solve_cli_passes_the_options_to_the_prior(monkeypatch: pytest.MonkeyPat
 def test_train_cli_precision_maps_to_bf16() -> None:
     import argparse
 
-    from invdiff.training import command
+    from invdiff.cli import train as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

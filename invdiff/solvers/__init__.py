@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import pkgutil
 from typing import Any
 
 import torch
@@ -30,26 +31,9 @@ from invdiff.solvers.base import (
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper, HyperparameterError
 
-# One file per solver; each registers itself on import.
-_SOLVER_MODULES: tuple[str, ...] = (
-    "dps",
-    "repaint",
-    "ddrm",
-    "ddnm",
-    "pigdm",
-    "pinv",
-    "tikhonov",
-    "tv",
-    "diffpir",
-    "daps",
-    "red_diff",
-    "sr3",
-    "latent_dps",
-    "psld",
-    "latent_daps",
-)
-
-for _module in _SOLVER_MODULES:
+# One file per solver; each registers itself on import. Every module of this package is
+# imported, so a new solver is one new file here and nothing else.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"invdiff.solvers.{_module}")
 
 
