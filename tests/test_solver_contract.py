@@ -131,8 +131,21 @@ def check_hyperparameters_declared(name: str) -> None:
         assert setup.prior.nfe == 0
 
 
+def check_cost_counts_the_run(name: str) -> None:
+    """The declared cost (``invdiff.solvers.budget``) is the number of network evaluations a
+    run makes (a solver that declares none is reported as unknown, not wrong)."""
+    setup = Setup(name)
+    budget = invdiff.solvers.budget(
+        name, setup.setting.steps, prior=setup.prior, **setup.setting.hyper
+    )
+    setup.prior.nfe = 0
+    setup.solve()
+    assert budget.nfe is None or budget.nfe == setup.prior.nfe
+
+
 CHECKS = (
     check_runs,
+    check_cost_counts_the_run,
     check_deterministic,
     check_batch_independent,
     check_callback,
@@ -155,6 +168,7 @@ class ToyProjection(Solver):
     requires_operator: ClassVar[type[Operator]] = LinearOperator
     requires_noise: ClassVar[tuple[type[Noise], ...]] = (Gaussian,)
     contract = ContractSetting(steps=3)
+    nfe_per_step = 1
     hypers: ClassVar[dict[str, Hyper]] = {
         "weight": Hyper(0.1, "share of the prior's sample in the result", ge=0, le=1),
     }

@@ -10,6 +10,7 @@ repository root.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
@@ -17,21 +18,10 @@ from invdiff.registry import OPERATORS
 
 # Each family registers itself on import. Listed here, not discovered, so that the set of
 # operators is explicit and a broken module fails loudly.
-_FAMILIES: tuple[str, ...] = (
-    "identity",
-    "inpainting",
-    "blur",
-    "super_resolution",
-    "colorization",
-    "compressed_sensing",
-    "phase_retrieval",
-    "hdr",
-    "nonlinear_blur",
-    "resize",
-)
-
-for _family in _FAMILIES:
-    importlib.import_module(f"invdiff.operators.{_family}")
+# One file per family; each registers its operators on import. Every module of this package
+# is imported, so a new operator family is one new file here and nothing else.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"invdiff.operators.{_module}")
 
 
 def get(name: str, **kwargs: Any) -> Operator:
