@@ -239,7 +239,7 @@ def test_shipped_banks_match_manifest_and_code():
     assert banks.check() == []
     manifest = banks.read_manifest()
     for name, entry in manifest["banks"].items():
-        assert entry["sha256"] == banks.sha256(invdiff.paths.banks_dir() / entry["file"])
+        assert entry["sha256"] == invdiff.io.sha256_file(invdiff.paths.banks_dir() / entry["file"])
         assert entry["seed"] == banks.BANKS[name].seed and entry["command"].startswith(
             "invdiff banks"
         )

@@ -171,24 +171,12 @@ def check_prior_fits(info: Any, prior_name: str, problem: Any, operator: Any) ->
 
 
 def _figure(path: Path, panels: list[tuple[Tensor, str]]) -> None:
-    import matplotlib
+    """One row: the measurement, the reconstructions and the truth, each with its title."""
+    from invdiff.display import image_grid, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from invdiff.images import to_uint8
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5), squeeze=False)
-    for ax, (img, title) in zip(axes[0], panels):
-        a = to_uint8(img[None].clamp(-1, 1))[0]
-        ax.imshow(a[..., 0] if a.shape[-1] == 1 else a, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    try:
-        write_with(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    images = [[img.clamp(-1, 1) for img, _ in panels]]
+    fig = image_grid(images, column_titles=[title for _, title in panels], cell=2.2)
+    save_figure(fig, path, dpi=120)
 
 
 def run(args: argparse.Namespace) -> int:

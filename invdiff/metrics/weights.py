@@ -9,7 +9,6 @@ need jax, flax or opencv).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import pickle
 from pathlib import Path
@@ -40,14 +39,6 @@ def package_file(package: str, relative: str, install: str) -> Path:
         f"{relative} not found in the installed package {package!r} "
         f"({', '.join(spec.submodule_search_locations)}); reinstall it with: {install}"
     )
-
-
-def sha1_of(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

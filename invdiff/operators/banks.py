@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from invdiff.io import sha256_file
 from invdiff.operators import kernels, masks
 from invdiff.paths import banks_dir
 
@@ -100,14 +101,6 @@ class BankError(RuntimeError):
     """A bank that is missing, stale or does not fit the operator asking for it."""
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _npz_bytes(data: np.ndarray) -> bytes:
     """An ``.npz`` archive with a fixed timestamp, so the same array always gives the same bytes."""
     arr = io.BytesIO()
@@ -169,7 +162,7 @@ def load(name: str, family: str, folder: Path | None = None) -> Tensor:
     path = folder / f"{name}.npz"
     if entry is None or not path.is_file():
         raise BankError(f"bank {name!r} is missing from {folder}; run `invdiff banks` to write it")
-    digest = sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise BankError(
             f"bank file {path} does not match its manifest (SHA-256 {digest[:12]}... != "
@@ -209,7 +202,7 @@ def write(
         _write_atomic(path, _npz_bytes(data))
         manifest["banks"][name] = {
             "file": path.name,
-            "sha256": sha256(path),
+            "sha256": sha256_file(path),
             "family": spec.family,
             "dtype": str(data.dtype),
             "shape": list(data.shape),
@@ -236,7 +229,7 @@ def check(folder: Path | None = None) -> list[str]:
         path = folder / f"{name}.npz"
         if entry_ is None or not path.is_file():
             problems.append(f"{name}: missing")
-        elif sha256(path) != entry_["sha256"]:
+        elif sha256_file(path) != entry_["sha256"]:
             problems.append(f"{name}: SHA-256 does not match the manifest")
         elif hashlib.sha256(_npz_bytes(build(name))).hexdigest() != entry_["sha256"]:
             problems.append(
