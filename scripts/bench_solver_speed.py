@@ -37,7 +37,8 @@ import torch
 import invdiff
 from invdiff.bench import memory
 from invdiff.noise import Gaussian
-from invdiff.priors.base import ConditionalPrior, LatentPrior
+from invdiff.priors import ConditionalPrior, kind_of
+from invdiff.solvers import SolverMismatchError
 
 
 def network_time(prior, shape, count: int, backward: bool, device) -> float:  # noqa: ANN001
@@ -97,20 +98,23 @@ class CallCounter:
         self.forward_only = self.with_backward = 0
 
 
-def pick_operator(solver, image_size: int, channels: int, device):  # noqa: ANN001
-    """The first of super-resolution x2 / random inpainting that the solver accepts."""
+def pick_operator(solver, prior, noise, image_size: int, channels: int, device):  # noqa: ANN001
+    """The first of super-resolution x2 (average pooling, then SR3's bicubic resizing) / random
+    inpainting that the solver accepts with this prior and noise (its declared ``check``)."""
     shape = (channels, image_size, image_size)
     candidates = [
         invdiff.operators.get("super_resolution", in_shape=shape, factor=2),
+        invdiff.operators.get("bicubic_resize", in_shape=shape, factor=2),
         invdiff.operators.get(
             "inpainting_random", in_shape=shape, generator=torch.Generator().manual_seed(0)
         ),
     ]
     for op in candidates:
-        if isinstance(op, solver.requires_operator) and (
-            solver.registry_name != "repaint" or type(op).is_inpainting
-        ):
-            return op.to(device)
+        try:
+            solver.check(prior, op, noise)
+        except SolverMismatchError:
+            continue
+        return op.to(device)
     return None
 
 
@@ -327,18 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         solver = invdiff.solvers.get(name)
         req = solver.requires_prior
-        kind = (
-            "sr3"
-            if issubclass(req, ConditionalPrior)
-            else "latent"
-            if issubclass(req, LatentPrior)
-            else "pixel"
-        )
+        kind = kind_of(req)
         if kind not in priors:
             print(f"{name:<12} skipped (no {kind} prior given)")
             continue
         prior = priors[kind]
-        op = pick_operator(solver, size, c, device)
+        op = pick_operator(solver, prior, noise, size, c, device)
         if op is None:
             print(f"{name:<12} skipped (needs an operator this benchmark does not build)")
             continue
