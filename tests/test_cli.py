@@ -78,3 +78,10 @@ def test_subcommand_help(capsys):
     assert err.value.code == 0
     out = capsys.readouterr().out
     assert "--out" in out and "--sigma-y" in out
+
+
+def test_list_solvers_shows_needs_and_declared_hyperparameters(capsys):
+    assert cli.main(["list", "solvers"]) == 0
+    out = capsys.readouterr().out
+    assert "ddrm  (needs SVDOperator, Prior, Gaussian)" in out
+    assert "eta = 0.85: a number in [0, 1];" in out
