@@ -244,18 +244,29 @@ class LinearOperator(Operator):
 
         Here: ``iterations`` conjugate-gradient steps on the normal equations
         ``(A^T A + rho I) x = A^T y + rho z`` started at ``z``, with no convergence test (the
-        loop never waits on the device). ``SVDOperator`` solves it in closed form.
+        loop never waits on the device). ``SVDOperator`` solves it in closed form. A solver that
+        takes this step at every noise level builds it once with :meth:`data_prox`.
         """
-        rhs = self.adjoint(y) + rho * z  # checks y
+        return self.data_prox(y, iterations=iterations)(z, rho)
 
-        def apply(v: Tensor) -> Tensor:
-            return self.normal(v) + rho * v
+    def data_prox(self, y: Tensor, *, iterations: int = 20) -> Callable[[Tensor, float], Tensor]:
+        """``prox(z, rho) = prox_l2(z, y, rho)`` with what depends on ``y`` alone (``A^T y``)
+        computed once, for a loop that applies it at every step."""
+        aty = self.adjoint(y)  # checks y
 
-        with self.trusted():
-            residual = rhs - self.normal(z) - rho * z
-            return conjugate_gradient(
-                apply, rhs, z, iterations=iterations, tol=0.0, residual=residual
-            )
+        def prox(z: Tensor, rho: float) -> Tensor:
+            rhs = aty + rho * z
+
+            def apply(v: Tensor) -> Tensor:
+                return self.normal(v) + rho * v
+
+            with self.trusted():
+                residual = rhs - self.normal(z) - rho * z
+                return conjugate_gradient(
+                    apply, rhs, z, iterations=iterations, tol=0.0, residual=residual
+                )
+
+        return prox
 
     def adjoint_by_autograd(self, apply: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
         """``A^T y`` as the vector-Jacobian product of the linear map ``apply`` (exact transpose).
@@ -352,9 +363,9 @@ class SVDOperator(LinearOperator):
         ybar = torch.where(observed, self.pad_spectral(self.Ut(y)) / s_safe, torch.zeros_like(s))
         return ybar, s, observed
 
-    def prox_l2(self, z: Tensor, y: Tensor, rho: float, **_: object) -> Tensor:
+    def data_prox(self, y: Tensor, **_: object) -> Callable[[Tensor, float], Tensor]:
         """``argmin_x ||A x - y||^2 + rho ||x - z||^2`` in closed form (see
-        ``LinearOperator.prox_l2``).
+        ``LinearOperator.prox_l2``), with ``U^T y`` and the measured coordinates computed once.
 
         In the spectral coordinates ``w = V^T x`` the problem separates:
         ``(s_i^2 + rho) w_i = s_i (U^T y)_i + rho (V^T z)_i``. Coordinates whose singular value
@@ -363,17 +374,19 @@ class SVDOperator(LinearOperator):
         ``(U^T y)_i / s_i`` (a projection).
         """
         self.check_measurement(y)
-        s = self._like(self.singular_values, z)
+        s = self._like(self.singular_values, y)
         m = s.numel()
-        w = self.Vt(z)
-        wm = w[:, :m]
-        denom = s * s + rho
         keep = significant(s)
-        new = torch.where(
-            keep, (s * self.Ut(y) + rho * wm) / torch.where(keep, denom, torch.ones_like(denom)), wm
-        )
-        w = torch.cat([new, w[:, m:]], dim=1) if w.shape[1] > m else new
-        return self.V(w)
+        sy = s * self.Ut(y)
+
+        def prox(z: Tensor, rho: float) -> Tensor:
+            w = self.Vt(z)
+            wm = w[:, :m]
+            denom = s * s + rho
+            new = torch.where(keep, (sy + rho * wm) / torch.where(keep, denom, 1.0), wm)
+            return self.V(torch.cat([new, w[:, m:]], dim=1) if w.shape[1] > m else new)
+
+        return prox
 
 
 def operator_norm_sq(

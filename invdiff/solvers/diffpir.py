@@ -92,6 +92,7 @@ class DiffPIR(Solver):
         sigmas = vp_sigmas_for_steps(prior, steps).tolist()  # validates steps against the grid
         n = y.shape[0]
         with torch.no_grad():
+            prox = operator.data_prox(y, iterations=hp["cg_iterations"]) if linear else None
             x = torch.empty((n, *prior.in_shape), device=prior.device)
             buf = torch.empty(x.shape, dtype=x.dtype, device=generator.device)
             x = normal_like(x, generator, buf) * math.sqrt(1 + sigmas[0] ** 2)
@@ -102,7 +103,7 @@ class DiffPIR(Solver):
                 # Eq. 14 with the Tweedie variance of x0 given x_t in place of sigma_t^2
                 rho = lam * sigma_n**2 / posterior_variance(s, prior.sigma_data)
                 if linear:
-                    x0 = operator.prox_l2(x0, y, rho, iterations=hp["cg_iterations"])
+                    x0 = prox(x0, rho)
                 else:
                     step = min(1.0 / (2 * rho), max_step)
                     x0 = x0 - (2 * step) * operator.vjp(x0, operator(x0) - y)
