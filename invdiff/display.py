@@ -74,6 +74,20 @@ def measurement_image(
     return torch.zeros(y.shape[0], *shape, device=y.device), "(y is not an image)"
 
 
+def show_image(ax: object, img: Tensor) -> None:
+    """Draw one ``1 x C x H x W`` (or ``C x H x W``) image in [-1, 1] on a matplotlib ``Axes``:
+    grey or RGB at its pixels (nearest neighbour, no colour scaling: 0..255 after
+    ``to_uint8``), without ticks."""
+    from invdiff.images import to_uint8
+
+    a = to_uint8((img[None] if img.ndim == 3 else img).float())[0]
+    ax.imshow(  # type: ignore[attr-defined]
+        a[..., 0] if a.shape[-1] == 1 else a, cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+    )
+    ax.set_xticks([])  # type: ignore[attr-defined]
+    ax.set_yticks([])  # type: ignore[attr-defined]
+
+
 def image_grid(
     panels: Sequence[Sequence[Tensor]],
     *,
@@ -89,24 +103,13 @@ def image_grid(
     the first column. Write it with :func:`save_figure`."""
     from matplotlib.figure import Figure
 
-    from invdiff.images import to_uint8
-
     nrows = len(panels)
     ncols = max((len(r) for r in panels), default=0)
     fig = Figure(figsize=(cell * ncols, cell * nrows + 0.4), dpi=dpi)
     for r, row in enumerate(panels):
         for c, img in enumerate(row):
             ax = fig.add_subplot(nrows, ncols, r * ncols + c + 1)
-            a = to_uint8((img[None] if img.ndim == 3 else img).float())[0]
-            ax.imshow(
-                a[..., 0] if a.shape[-1] == 1 else a,
-                cmap="gray",
-                vmin=0,
-                vmax=255,
-                interpolation="nearest",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
+            show_image(ax, img)
             if r == 0 and c < len(column_titles):
                 ax.set_title(column_titles[c], fontsize=7)
             if c == 0 and r < len(row_labels):

@@ -133,26 +133,17 @@ def degrade(x: Tensor, names: list[str], sigma_y: float, seed: int) -> list[Demo
 
 def figure(x: Tensor, rows: list[DemoRow], path: Path, title: str) -> Path:
     """Clean image, then one column per operator: measurement (top) and pseudo-inverse (bottom)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from invdiff.images import to_uint8
+    from invdiff.display import save_figure, show_image
 
     def show(ax, img: Tensor, label: str) -> None:  # noqa: ANN001 - a matplotlib Axes
-        a = to_uint8(img)[0]
-        ax.imshow(
-            a[..., 0] if a.shape[-1] == 1 else a,
-            cmap="gray",
-            vmin=0,
-            vmax=255,
-            interpolation="nearest",
-        )
+        show_image(ax, img)
         ax.set_title(label, fontsize=7)
 
     cols = len(rows) + 1
-    fig, axes = plt.subplots(2, cols, figsize=(1.7 * cols, 4.2), squeeze=False)
+    fig = Figure(figsize=(1.7 * cols, 4.2))
+    axes = fig.subplots(2, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     show(axes[0, 0], x, "clean")
@@ -165,13 +156,7 @@ def figure(x: Tensor, rows: list[DemoRow], path: Path, title: str) -> Path:
             axes[1, j].text(0.5, 0.5, f"{row.kind}:\nno pinv", ha="center", va="center", fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout(h_pad=1.5)
-    from invdiff.io import write_with
-
-    try:
-        write_with(path, lambda f: fig.savefig(f, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def run(args: argparse.Namespace) -> int:
