@@ -59,7 +59,7 @@ from torch import Tensor
 from invdiff.data.base import ImageDataset
 from invdiff.data.cache import cache_dir
 from invdiff.images import from_uint8
-from invdiff.io import write_with
+from invdiff.io import sha256_file, write_with
 from invdiff.registry import DATASETS
 
 SYSTEM_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -214,11 +214,7 @@ def find_font(font: str | Path | None = None) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)  # size and mtime only key the memo
 
 
 def font_digest(path: Path) -> str:

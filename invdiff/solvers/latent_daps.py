@@ -59,7 +59,6 @@ class LatentDAPS(Solver):
         "ode_steps": replace(DAPS.hypers["ode_steps"], default=2),
         "langevin_steps": replace(DAPS.hypers["langevin_steps"], default=50),
         "lr": replace(DAPS.hypers["lr"], default=2e-6),
-        "tau": replace(DAPS.hypers["tau"], default=0.01),
     }
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
