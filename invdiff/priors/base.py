@@ -237,10 +237,15 @@ class ConditionalPrior(Prior):
     def condition(self, y: Tensor) -> Tensor:
         """Build the conditioning image from a measurement (e.g. bicubic upsampling)."""
 
+    def mismatch(self, operator: Any) -> str | None:
+        """Why the prior's conditioning cannot serve measurements of ``operator`` (None when it
+        can); a prior that does not name its training degradation accepts any (``SR3Prior``
+        names it). Every solver's ``check`` asks, before any work."""
+        return None
+
     def accepts(self, operator: Any) -> bool:
-        """Whether the prior was trained on measurements of ``operator``; a prior that does not
-        name its degradation accepts any (``SR3Prior`` names it)."""
-        return True
+        """Whether the prior was trained on measurements of ``operator``."""
+        return self.mismatch(operator) is None
 
 
 def posterior_variance(sigma: float, sigma_data: float) -> float:

@@ -69,11 +69,15 @@ def is_degradation(
 
 
 def degradation_mismatch(
-    spec: Mapping[str, Any] | None, operator: Operator, prior: str
+    spec: Mapping[str, Any] | None,
+    operator: Operator,
+    prior: str,
+    in_shape: Sequence[int] | None = None,
 ) -> str | None:
-    """Why a prior trained on ``spec`` cannot serve a problem measured with ``operator`` (None
-    when it can, or when the prior names no degradation)."""
-    if spec is None or is_degradation(spec, operator):
+    """Why a prior trained on ``spec`` (for images of ``in_shape``; default the operator's)
+    cannot serve a problem measured with ``operator`` (None when it can, or when the prior
+    names no degradation)."""
+    if spec is None or is_degradation(spec, operator, in_shape):
         return None
     args = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
     return (
@@ -136,9 +140,10 @@ class SR3Prior(PixelPrior, ConditionalPrior):
             self.__dict__["_degradation"] = op
         return op
 
-    def accepts(self, operator: Operator) -> bool:
-        """Whether ``operator`` is the degradation the prior was trained on."""
-        return is_degradation(self.degradation_spec, operator, self.in_shape)
+    def mismatch(self, operator: Operator) -> str | None:
+        """Why ``operator`` is not the degradation the prior was trained on (None when it is)."""
+        name = self.name or "sr3"
+        return degradation_mismatch(self.degradation_spec, operator, name, self.in_shape)
 
     @property
     def low_res_shape(self) -> tuple[int, int, int]:

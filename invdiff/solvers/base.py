@@ -28,7 +28,7 @@ from torch import Tensor
 from invdiff.diffusion.steps import Callback, Step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import Operator
-from invdiff.priors.base import Prior
+from invdiff.priors.base import ConditionalPrior, LatentPrior, Prior
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.hyper import check as check_hypers
@@ -160,6 +160,8 @@ class Solver:
                 "operator divides by sigma_y^2; measure with noise or pick another solver"
             )
         _check_prior_fits(name, self.requires_prior, prior, operator)
+        if isinstance(prior, ConditionalPrior) and (why := prior.mismatch(operator)) is not None:
+            raise SolverMismatchError(f"solver {name!r}: {why}")
 
     def hyperparameters(self, hyper: dict[str, Any]) -> dict[str, Any]:
         """The paper defaults overridden by ``hyper``, each value checked against its declared
@@ -259,7 +261,6 @@ def _check_prior_fits(
     is compared; the command line compares the shape from the prior's JSON files
     (``invdiff.priors.describe``).
     """
-    from invdiff.priors.base import ConditionalPrior, LatentPrior
 
     prior_type = prior if isinstance(prior, type) else type(prior)
     for special in (LatentPrior, ConditionalPrior):

@@ -22,10 +22,10 @@ from torch import Tensor
 from invdiff.noise import Noise
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import ConditionalPrior, Prior
-from invdiff.priors.sr3 import SR3Prior, degradation_mismatch
+from invdiff.priors.sr3 import SR3Prior
 from invdiff.registry import SOLVERS
 from invdiff.samplers import ddpm
-from invdiff.solvers.base import Callback, ContractSetting, Solver, SolverMismatchError
+from invdiff.solvers.base import Callback, ContractSetting, Solver
 from invdiff.solvers.common import check_shapes
 from invdiff.solvers.hyper import Hyper
 
@@ -39,15 +39,6 @@ class SR3(Solver):
     nfe_per_step = 1
     contract = ContractSetting(prior="conditional", steps=6)
     hypers: ClassVar[dict[str, Hyper]] = {}
-
-    def check(self, prior: Prior | type[Prior], operator: Operator, noise: Noise) -> None:
-        """Also refuse a problem measured with another operator than the one the prior's
-        conditioning was trained on (``SR3Prior.degradation``)."""
-        super().check(prior, operator, noise)
-        if isinstance(prior, SR3Prior):
-            why = degradation_mismatch(prior.degradation_spec, operator, prior.name or "sr3")
-            if why is not None:
-                raise SolverMismatchError(f"solver 'sr3': {why}")
 
     def __call__(
         self,
