@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_unet
 
+from invdiff import solvers
 from invdiff.cli import main
 
 
@@ -80,6 +81,23 @@ def test_solve_with_an_image_file(prior_folder, tmp_path):
     assert (out / "reconstruction.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["image"] == str(img)
+
+
+def test_solve_with_a_budget_in_network_evaluations(prior_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["solve", "--problem", "fmnist-box", "--solver", "repaint", "--prior", str(prior_folder)]
+    argv += ["--nfe", "7", "--set", "jump_length=2", "--set", "jump_n_sample=2", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nfe_budget"] == 7 and summary["network_evaluations"] <= 7
+    assert solvers.budget("repaint", summary["steps"] + 1, jump_length=2, jump_n_sample=2).nfe > 7
+    base = argv[: argv.index("--nfe")]
+    assert main([*base, "--nfe", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--nfe" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: the two budgets exclude each other
+        main([*base, "--nfe", "5", "--steps", "5", "--out", str(tmp_path / "bad")])
+    assert "not allowed with" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ class Outcome:
     wall_s: float
     nfe: int
     peak_mb: float
+    steps: int
 
 
 def _sync(device: torch.device) -> None:
@@ -41,11 +42,15 @@ def _sync(device: torch.device) -> None:
 
 def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     """Measure the item's images, solve, and score each reconstruction against its image."""
-    from invdiff.solvers import solve
+    from invdiff.solvers import get, solve
 
     problem, spec = item.pair.problem, item.pair.solver
     op = plan.operators[problem.name]
     prior = plan.priors[item.pair.prior_key]
+    hyper = spec.hyper_for(problem.name)
+    steps = spec.steps
+    if steps is None:  # a budget in network evaluations: the solver's steps that fit in it
+        steps = get(spec.name).steps_for_nfe(spec.nfe, prior=prior, **hyper)
     y = problem.measure(x, item.images, item.seed, operator=op)
     gen = torch.Generator(device=plan.device).manual_seed(item.solver_seed())
     prior.nfe = 0
@@ -58,9 +63,9 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
         operator=op,
         y=y,
         noise=problem.noise,
-        steps=spec.steps,
+        steps=steps,
         generator=gen,
-        **spec.hyper_for(problem.name),
+        **hyper,
     )
     _sync(plan.device)
     wall = time.perf_counter() - t0
@@ -71,7 +76,7 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
             v = plan.metric_fns[m](xhat.float().clamp(-1, 1), x)
             values[m] = [float(a) for a in torch.as_tensor(v).flatten().tolist()]
     finite = torch.isfinite(xhat.flatten(1)).all(1)
-    return Outcome(xhat, y, values, finite, wall, nfe, peak_mb)
+    return Outcome(xhat, y, values, finite, wall, nfe, peak_mb, steps)
 
 
 def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str, Any]:
@@ -82,7 +87,8 @@ def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str,
         "solver": spec.label,
         "seed": item.seed,
         "solver_name": spec.name,
-        "steps": spec.steps,
+        "steps": o.steps,
+        "nfe_budget": spec.nfe,
         **{m: o.values[m][k] for m in plan.suite.metrics},
         "finite": bool(o.finite[k]),
         "wall_s": o.wall_s / n,

@@ -290,6 +290,7 @@ def _suite_record(plan: Plan) -> dict[str, Any]:
                 "label": s.label,
                 "name": s.name,
                 "steps": s.steps,
+                "nfe": s.nfe,
                 "hyper": s.hyper,
                 "per_problem": s.per_problem,
             }

@@ -32,7 +32,9 @@
     [[solvers]]
     name = "dps"                         # a registered solver
     label = "dps-50"                     # default: the name; rows are keyed by the label
-    steps = 50
+    steps = 50                           # the solver's own steps, or:
+    # nfe = [20, 100]                    # network evaluations (each solver converts them to
+                                         # its steps); a list sweeps: labels dps-nfe20, ...
     hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by the solver)
     problems = ["fmnist-sr4"]            # default: all problems of the suite
     prior = "pixel"                      # a kind (default: from the solver) or a prior
@@ -82,7 +84,9 @@ SOLVER_SCHEMA = Table(
     {
         "name": Key(str, required=True, choices=SOLVERS.names, noun="solver"),
         "label": Key(str, nonempty=True),
-        "steps": Key(int, required=True, low=1, desc="a positive integer"),
+        "steps": Key(int, low=1, desc="a positive integer"),
+        # a budget in network evaluations, or a list of them (a sweep: one entry per budget)
+        "nfe": Key((int, list), desc="a positive integer or a list of them"),
         "hyper": Key(dict, default=dict),
         "per_problem": Key(dict, default=dict, values=Key(dict)),
         "problems": Key(list, item=Key(str)),
@@ -149,13 +153,16 @@ class SolverSpec:
 
     label: str
     name: str
-    steps: int
+    #: the solver's own steps; None when the budget is ``nfe``
+    steps: int | None
     hyper: dict[str, Any] = field(default_factory=dict)
     per_problem: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] | None = None
     prior: str | None = (
         None  # a kind in PRIOR_KINDS, a prior name/folder, or None (from the solver)
     )
+    #: the budget in network evaluations (``Solver.steps_for_nfe`` gives the steps)
+    nfe: int | None = None
 
     def hyper_for(self, problem: str) -> dict[str, Any]:
         return {**self.hyper, **self.per_problem.get(problem, {})}
@@ -394,18 +401,60 @@ def _solvers(
             except HyperparameterError as err:
                 where, value = (f"{key}.{err.key}", hyper[err.key]) if err.key else (key, hyper)
                 errors.append(f"{where} = {value!r} ({label}): {err}")
-        specs.append(
-            SolverSpec(
-                label,
-                entry["name"],
-                entry["steps"],
-                dict(entry["hyper"]),
-                {k: dict(hp) for k, hp in entry["per_problem"].items()},
-                entry.get("problems"),
-                entry.get("prior"),
+        for budget_label, steps, nfe in _budgets(entry, tag, label, checks, solver, errors):
+            specs.append(
+                SolverSpec(
+                    budget_label,
+                    entry["name"],
+                    steps,
+                    dict(entry["hyper"]),
+                    {k: dict(hp) for k, hp in entry["per_problem"].items()},
+                    entry.get("problems"),
+                    entry.get("prior"),
+                    nfe,
+                )
             )
-        )
     return specs
+
+
+def _budgets(
+    entry: Mapping[str, Any],
+    tag: str,
+    label: str,
+    checks: list[tuple[str, dict[str, Any]]],
+    solver: Any,
+    errors: list[str],
+) -> list[tuple[str, int | None, int | None]]:
+    """``(label, steps, nfe)`` per budget of one entry: its ``steps``, or each of its ``nfe``
+    (a list sweeps, labelled ``LABEL-nfeN``). Each budget must buy at least one step of the
+    solver with every problem's hyperparameters (checked here, before anything loads)."""
+    if ("steps" in entry) == ("nfe" in entry):
+        errors.append(
+            f"{tag} ({label}): give steps (the solver's own unit) or nfe (network "
+            "evaluations), exactly one of them"
+        )
+        return []
+    if "steps" in entry:
+        return [(label, entry["steps"], None)]
+    sweep = isinstance(entry["nfe"], list)
+    values = entry["nfe"] if sweep else [entry["nfe"]]
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad or not values or len(set(values)) != len(values):
+        errors.append(
+            f"{tag}.nfe = {entry['nfe']!r} ({label}): a positive integer or a list of "
+            "distinct positive integers"
+        )
+        return []
+    for nfe in values:
+        for key, hyper in checks:
+            try:
+                solver.steps_for_nfe(nfe, **hyper)
+            except HyperparameterError:
+                pass  # reported with the hyperparameters above
+            except ValueError as err:
+                errors.append(f"{tag}.nfe = {nfe} ({label}, {key}): {err}")
+                break
+    return [(f"{label}-nfe{n}" if sweep else label, None, n) for n in values]
 
 
 def _check_pairs(suite: Suite, errors: list[str]) -> None:

@@ -67,7 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prior",
         help="prior: a shipped name or a folder (default: the problem's prior for this solver)",
     )
-    parser.add_argument("--steps", type=int, default=100, help="solver steps (default 100)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps", type=int, default=None, help="solver steps, its own unit (default 100)"
+    )
+    budget.add_argument(
+        "--nfe",
+        type=int,
+        default=None,
+        help="budget in network evaluations (the unit that compares solvers): the solver runs "
+        "the most steps that fit",
+    )
     parser.add_argument(
         "--samples", type=int, default=1, help="posterior samples to draw for the image (default 1)"
     )
@@ -194,8 +204,10 @@ def _run(args: argparse.Namespace) -> int:
     # everything cheap is validated first: names, numbers, files, the output folder
     problem = problems.get(args.problem)
     solver = solvers.get(args.solver)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.nfe is not None and args.nfe < 1:
+        raise ValueError(f"--nfe must be >= 1, got {args.nfe}")
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     if args.image is not None and not args.image.is_file():
@@ -212,6 +224,8 @@ def _run(args: argparse.Namespace) -> int:
     data_kwargs = data_kwargs_known.get(problem.dataset, {})
     hyper = _hyperparameters(args.set, solver.defaults)
     solver.hyperparameters(hyper)
+    if args.nfe is not None:  # checked here, before any weights load (DAPS refines it below)
+        solver.steps_for_nfe(args.nfe, **hyper)
     kind = _prior_kind(solver)
     prior_name = args.prior or problem.priors.get(kind)
     if prior_name is None:
@@ -237,6 +251,10 @@ def _run(args: argparse.Namespace) -> int:
 
     prior = priors.load(prior_name, device=device)
     prior.configure(**dataclasses.asdict(network_options_from_args(args)))
+    if args.nfe is not None:
+        args.steps = solver.steps_for_nfe(args.nfe, prior=prior, **hyper)
+    elif args.steps is None:
+        args.steps = 100
     budget = solver.budget(args.steps, prior=prior, **hyper)
     print(
         f"invdiff solve: {args.solver} on {problem.name} with prior {prior_name} ({info}); "
@@ -304,6 +322,7 @@ def _run(args: argparse.Namespace) -> int:
         "prior": str(prior_name),
         "image": source,
         "steps": args.steps,
+        "nfe_budget": args.nfe,
         "samples": args.samples,
         "seed": args.seed,
         "device": str(device),

@@ -53,13 +53,18 @@ def solve(
     operator: Operator,
     y: Tensor,
     noise: Noise,
-    steps: int,
+    steps: int | None = None,
     generator: torch.Generator | int,
+    nfe: int | None = None,
     callback: Callback | None = None,
     progress: bool = False,
     **hyper: Any,
 ) -> Tensor:
     """Draw one posterior sample per measurement in ``y`` with the solver ``name``.
+
+    The budget is either ``steps`` (the solver's own unit) or ``nfe``, network evaluations,
+    the unit that compares solvers: the solver runs the most steps that fit in it
+    (``Solver.steps_for_nfe``). Give one of the two.
 
     ``generator`` is a ``torch.Generator`` (or an int seed turned into one on the prior's
     device). The hyperparameters (against their declared ranges), the pairing of solver,
@@ -86,6 +91,13 @@ def solve(
             f"Poisson(rate=...)), got {type(noise).__name__}"
         )
     solver.hyperparameters(hyper)
+    if (steps is None) == (nfe is None):
+        raise ValueError(
+            "give the budget as steps=... (the solver's own unit) or nfe=... (network "
+            f"evaluations), exactly one of them; got steps={steps!r}, nfe={nfe!r}"
+        )
+    if nfe is not None:
+        steps = solver.steps_for_nfe(nfe, prior=prior, **hyper)
     solver.check(prior, operator, noise)
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -145,6 +157,11 @@ def budget(name: str, steps: int, *, prior: Prior | None = None, **hyper: Any) -
     return get(name).budget(steps, prior=prior, **hyper)
 
 
+def steps_for_nfe(name: str, nfe: int, *, prior: Prior | None = None, **hyper: Any) -> int:
+    """The most steps of solver ``name`` that fit in ``nfe`` network evaluations."""
+    return get(name).steps_for_nfe(nfe, prior=prior, **hyper)
+
+
 def measurement_limit(operator: Operator, noise: Noise) -> float:
     """The largest ``|y|`` that ``operator`` and ``noise`` can give for images in [-1, 1],
     with a margin: 1.5 x the operator's ``measurement_bound`` plus 8 noise standard deviations
@@ -185,6 +202,7 @@ __all__ = [
     "SolverMismatchError",
     "Step",
     "budget",
+    "steps_for_nfe",
     "check_measurement_range",
     "get",
     "measurement_limit",

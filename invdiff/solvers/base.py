@@ -186,6 +186,46 @@ class Solver:
             return Budget(None)
         return Budget(steps * self.nfe_per_step)
 
+    def steps_for_nfe(self, nfe: int, *, prior: Prior | None = None, **hyper: Any) -> int:
+        """The most steps whose run costs at most ``nfe`` network evaluations.
+
+        ``steps`` is each solver's own unit (DDPM steps, RePaint levels with resampling, DAPS
+        annealing steps with an inner ODE); a budget in network evaluations is the unit that
+        compares solvers, so suites and the command line can give ``nfe`` and each solver
+        turns it into its steps here, through its declared ``cost``. ``prior`` makes a
+        schedule-dependent count exact (DAPS). Raises a ``ValueError`` for a solver that makes
+        no network evaluations (its steps are iterations: give ``steps``) or a budget below
+        the cost of one step."""
+        name = self.registry_name or type(self).__name__
+        if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+            raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
+        hp = self.hyperparameters(hyper)
+
+        def cost(steps: int) -> int | None:
+            return self.cost(steps, hp, prior).nfe
+
+        one = cost(1)
+        if one is None or one == 0:
+            why = "declares no cost" if one is None else "makes no network evaluations"
+            raise ValueError(
+                f"solver {name!r} {why}, so a budget in network evaluations does not set its "
+                "steps: give steps (its iterations) instead of nfe"
+            )
+        if one > nfe:
+            raise ValueError(
+                f"solver {name!r} needs {one} network evaluations for one step with these "
+                f"settings, more than the budget nfe = {nfe}; raise nfe"
+            )
+        # the cost grows with the steps: bisect for the last count that fits
+        low, high = 1, 2
+        while (c := cost(high)) is not None and c <= nfe:
+            low, high = high, high * 2
+        while high - low > 1:
+            mid = (low + high) // 2
+            c = cost(mid)
+            low, high = (mid, high) if c is not None and c <= nfe else (low, mid)
+        return low
+
     def nfe(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> int | None:
         """Network evaluations of a run of ``steps`` steps (``budget(...).nfe``; None when
         the solver has no formula in ``invdiff.solvers.costs``)."""
