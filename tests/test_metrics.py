@@ -98,7 +98,7 @@ def test_the_registry_holds_each_metric_once_with_its_direction():
     assert (
         METRICS["psnr"].fn is psnr and METRICS["ssim"].fn is ssim and METRICS["lpips"].fn is lpips
     )
-    assert [m for m in METRICS if METRICS[m].higher_is_better] == ["psnr", "ssim"]
+    assert [m for m in METRICS if METRICS[m].higher_is_better] == ["psnr", "psnr_aligned", "ssim"]
     assert METRICS.names("distribution") == ["fid", "kid"]
     assert not METRICS["wall_s"].ranked and METRICS["lpips"].better(0.1, 0.2)
     with pytest.raises(ValueError, match="already registered"):
@@ -106,3 +106,50 @@ def test_the_registry_holds_each_metric_once_with_its_direction():
     with pytest.raises(ValueError, match="needs a function"):
         METRICS.register(Metric("nothing", None, True, "nothing"))
     assert "nothing" not in METRICS
+
+
+def test_psnr_aligned_is_the_best_psnr_over_shifts_and_the_flip():
+    """Against a brute-force search over every circular shift and the 180-degree rotation; a
+    shifted or rotated copy scores (near) perfectly; with no ambiguities it is the PSNR."""
+    from invdiff.metrics import psnr, psnr_aligned
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 9, 7, generator=g) * 2 - 1
+    xhat = x.roll((2, -3), dims=(-2, -1)).flip(-2, -1) + 0.3 * torch.randn(x.shape, generator=g)
+    xhat = xhat.clamp(-1, 1)
+    brute = (
+        torch.stack(
+            [
+                psnr(c.roll((i, j), dims=(-2, -1)), x)
+                for c in (xhat, xhat.flip(-2, -1))
+                for i in range(9)
+                for j in range(7)
+            ]
+        )
+        .max(0)
+        .values
+    )
+    torch.testing.assert_close(psnr_aligned(xhat, x), brute, atol=1e-4, rtol=0)
+    shift_only = (
+        torch.stack([psnr(xhat.roll((i, j), dims=(-2, -1)), x) for i in range(9) for j in range(7)])
+        .max(0)
+        .values
+    )
+    torch.testing.assert_close(psnr_aligned(xhat, x, {"shift"}), shift_only, atol=1e-4, rtol=0)
+    assert torch.equal(psnr_aligned(xhat, x, ()), psnr(xhat, x))
+    assert (psnr_aligned(x.roll(1, dims=-1).flip(-2, -1), x) > 100).all()
+    with pytest.raises(ValueError, match="unknown ambiguities"):
+        psnr_aligned(xhat, x, {"scale"})
+
+
+def test_phase_retrieval_declares_the_ambiguities_its_measurement_has():
+    """The operator's declared ambiguities leave its measurement unchanged."""
+    import invdiff
+
+    op = invdiff.operators.get("phase_retrieval", in_shape=(1, 12, 12))
+    assert op.ambiguities == {"shift", "rot180"}
+    x = -torch.ones(2, 1, 12, 12)
+    x[:, :, 3:8, 4:7] = torch.rand(2, 1, 5, 3, generator=torch.Generator().manual_seed(1))
+    for moved in (x.roll((2, 3), dims=(-2, -1)), x.flip(-2, -1)):
+        torch.testing.assert_close(op(moved), op(x), atol=1e-5, rtol=0)
+    assert invdiff.operators.get("inpainting_box", in_shape=(1, 12, 12), box=4).ambiguities == set()

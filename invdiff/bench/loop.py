@@ -19,6 +19,7 @@ from invdiff.bench import memory
 from invdiff.bench.distributed import World
 from invdiff.bench.plan import Plan, WorkItem, load_images
 from invdiff.bench.store import RunStore, now
+from invdiff.metrics.registry import METRICS
 
 
 @dataclass
@@ -73,7 +74,8 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     values: dict[str, list[float]] = {}
     with torch.no_grad():
         for m in plan.suite.metrics:
-            v = plan.metric_fns[m](xhat.float().clamp(-1, 1), x)
+            args = (op.ambiguities,) if METRICS[m].ambiguity_aware else ()
+            v = plan.metric_fns[m](xhat.float().clamp(-1, 1), x, *args)
             values[m] = [float(a) for a in torch.as_tensor(v).flatten().tolist()]
     finite = torch.isfinite(xhat.flatten(1)).all(1)
     return Outcome(xhat, y, values, finite, wall, nfe, peak_mb, steps)

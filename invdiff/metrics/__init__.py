@@ -14,6 +14,7 @@ downloaded at run time. ``sliced_wasserstein`` compares sample sets directly.
 and shows: each entry has its function, direction (higher or lower is better) and format.
 """
 
+from invdiff.metrics.aligned import psnr_aligned
 from invdiff.metrics.distances import (
     frechet_distance,
     frechet_distance_of_features,
@@ -38,6 +39,7 @@ __all__ = [
     "InceptionFeatures",
     "InceptionScores",
     "LPIPS",
+    "psnr_aligned",
     "METRICS",
     "Metric",
     "MissingWeightsError",

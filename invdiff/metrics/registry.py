@@ -22,6 +22,7 @@ from typing import Literal
 
 from torch import Tensor
 
+from invdiff.metrics.aligned import psnr_aligned
 from invdiff.metrics.fidelity import psnr, ssim
 from invdiff.metrics.perceptual import lpips
 
@@ -40,6 +41,9 @@ class Metric:
     kind: Kind = "image"
     #: scored by a suite that names no ``metrics``
     default: bool = False
+    #: ``fn(xhat, x, ambiguities)``: also given the operator's ``ambiguities`` (transforms of
+    #: the image the measurement cannot tell apart, e.g. phase retrieval's shifts and flip)
+    ambiguity_aware: bool = False
 
     @property
     def arrow(self) -> str:
@@ -100,6 +104,14 @@ class MetricRegistry:
 METRICS = MetricRegistry()
 for _m in (
     Metric("psnr", psnr, True, "PSNR [dB]", "{:.2f}", default=True),
+    Metric(
+        "psnr_aligned",
+        psnr_aligned,
+        True,
+        "PSNR up to the operator's ambiguities [dB]",
+        "{:.2f}",
+        ambiguity_aware=True,
+    ),
     Metric("ssim", ssim, True, "SSIM", "{:.3f}", default=True),
     Metric("lpips", lpips, False, "LPIPS", "{:.3f}", default=True),
     Metric("fid", None, False, "FID", "{:.1f}", kind="distribution"),

@@ -50,6 +50,9 @@ class Operator(nn.Module):
     registry_name: ClassVar[str] = ""
     #: True when this operator is used as an inpainting mask (RePaint needs that).
     is_inpainting: ClassVar[bool] = False
+    #: transforms of the image this measurement cannot tell apart (``"shift"``, ``"rot180"``;
+    #: see ``invdiff.metrics.aligned``): scores that respect the problem align over them
+    ambiguities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, in_shape: tuple[int, int, int]):
         super().__init__()

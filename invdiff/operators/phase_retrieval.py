@@ -13,6 +13,7 @@ Each channel is transformed separately.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,10 @@ from invdiff.registry import OPERATORS
 @OPERATORS.register("phase_retrieval")
 class PhaseRetrieval(Operator):
     """``y = |F(pad((x+1)/2))|``, output ``C x round(oversampling H) x round(oversampling W)``."""
+
+    #: ``|F(pad(u))|`` is blind to translations in the padded frame and to the 180-degree
+    #: rotation (the conjugate twin); scored by ``invdiff.metrics.psnr_aligned``
+    ambiguities: ClassVar[frozenset[str]] = frozenset({"shift", "rot180"})
 
     def __init__(self, in_shape: Sequence[int] | None = None, oversampling: float = 2.0):
         shape = shape3(in_shape)
