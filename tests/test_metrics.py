@@ -98,7 +98,10 @@ def test_the_registry_holds_each_metric_once_with_its_direction():
     assert (
         METRICS["psnr"].fn is psnr and METRICS["ssim"].fn is ssim and METRICS["lpips"].fn is lpips
     )
-    assert [m for m in METRICS if METRICS[m].higher_is_better] == ["psnr", "psnr_aligned", "ssim"]
+    image = METRICS.names("image")
+    assert [m for m in image if METRICS[m].higher_is_better] == ["psnr", "psnr_aligned", "ssim"]
+    # a coverage is best at its nominal level: never bolded as the largest
+    assert METRICS["coverage90"].target == 0.9 and not METRICS["coverage90"].ranked
     assert METRICS.names("distribution") == ["fid", "kid"]
     assert not METRICS["wall_s"].ranked and METRICS["lpips"].better(0.1, 0.2)
     with pytest.raises(ValueError, match="already registered"):

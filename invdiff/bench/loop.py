@@ -19,7 +19,9 @@ from invdiff.bench import memory
 from invdiff.bench.distributed import World
 from invdiff.bench.plan import Plan, WorkItem, load_images
 from invdiff.bench.store import RunStore, now
+from invdiff.metrics.posterior import PosteriorDraws
 from invdiff.metrics.registry import METRICS
+from invdiff.noise import Gaussian
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Outcome:
     nfe: int
     peak_mb: float
     steps: int
+    #: per-pixel standard deviation over the K posterior samples (None with K = 1)
+    std: Tensor | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -58,7 +62,8 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     memory.reset_peak(plan.device)
     _sync(plan.device)
     t0 = time.perf_counter()
-    xhat = solve(
+    k = plan.suite.posterior_samples
+    draws = solve(
         spec.name,
         prior=prior,
         operator=op,
@@ -66,19 +71,29 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
         noise=problem.noise,
         steps=steps,
         generator=gen,
+        samples=k if k > 1 else None,
         **hyper,
     )
     _sync(plan.device)
     wall = time.perf_counter() - t0
-    peak_mb, nfe, xhat = memory.peak_mb(plan.device), int(prior.nfe), xhat.detach()
+    peak_mb, nfe, draws = memory.peak_mb(plan.device), int(prior.nfe), draws.detach()
+    xhat = draws[:, 0] if k > 1 else draws  # the per-image metrics score the first draw
     values: dict[str, list[float]] = {}
     with torch.no_grad():
         for m in plan.suite.metrics:
             args = (op.ambiguities,) if METRICS[m].ambiguity_aware else ()
             v = plan.metric_fns[m](xhat.float().clamp(-1, 1), x, *args)
             values[m] = [float(a) for a in torch.as_tensor(v).flatten().tolist()]
+        std = None
+        if k > 1:
+            sigma = problem.noise.sigma if isinstance(problem.noise, Gaussian) else 0.0
+            batch = PosteriorDraws(draws.float(), x, y, op, float(sigma))
+            for m in plan.suite.posterior_metrics:
+                v = METRICS[m].fn(batch)
+                values[m] = [float(a) for a in torch.as_tensor(v).flatten().tolist()]
+            std = draws.float().std(1)
     finite = torch.isfinite(xhat.flatten(1)).all(1)
-    return Outcome(xhat, y, values, finite, wall, nfe, peak_mb, steps)
+    return Outcome(xhat, y, values, finite, wall, nfe, peak_mb, steps, std)
 
 
 def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str, Any]:
@@ -91,7 +106,8 @@ def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str,
         "solver_name": spec.name,
         "steps": o.steps,
         "nfe_budget": spec.nfe,
-        **{m: o.values[m][k] for m in plan.suite.metrics},
+        **{m: o.values[m][k] for m in plan.suite.scored},
+        "posterior_samples": plan.suite.posterior_samples,
         "finite": bool(o.finite[k]),
         "wall_s": o.wall_s / n,
         "nfe": o.nfe,
@@ -151,7 +167,9 @@ def run_items(
             bar.update(len(missing))
             continue
         if plan.suite.save_samples:
-            store.save_samples(name, label, item.seed, item.batch, o.xhat, item.images, o.y)
+            store.save_samples(
+                name, label, item.seed, item.batch, o.xhat, item.images, o.y, std=o.std
+            )
         for k in missing:
             store.append_row(world.rank, _row(plan, item, k, o, world.rank))
             done.add(item.keys()[k])

@@ -31,6 +31,8 @@ from invdiff.bench.store import RunStore, now
 from invdiff.metrics.registry import METRICS
 from invdiff.problems import Problem
 
+#: the posterior standard deviation shown white in the figures' std columns ([-1, 1] images)
+STD_SHOWN = 0.5
 #: the cost columns shown after the quality metrics
 TIMING = tuple(METRICS.names("cost"))
 
@@ -145,11 +147,26 @@ def figure(plan: Plan, store: RunStore, problem_name: str, truth: dict[int, Tens
         [meas[r : r + 1].cpu(), *[s.get(i, blank)[0] for s in columns.values()], truth[i]]
         for r, i in enumerate(idx)
     ]
+    titles = [meas_title, *columns, "truth"]
+    if suite.posterior_samples > 1:
+        # one std column per solver: its K samples' per-pixel spread, 0 (black) to
+        # STD_SHOWN (white), so that the columns compare
+        for label in columns:
+            stds = store.load_std(problem_name, label, seed, set(idx))
+            for r, i in enumerate(idx):
+                std = stds.get(i, torch.zeros(1, *pairs[0].problem.in_shape))
+                rows[r].append((std / STD_SHOWN).clamp(0, 1) * 2 - 1)
+            titles.append(f"{label} std")
     fig = image_grid(
         rows,
-        column_titles=[meas_title, *columns, "truth"],
+        column_titles=titles,
         row_labels=[f"#{i}" for i in idx],
-        title=problem_name,
+        title=problem_name
+        + (
+            f" ({suite.posterior_samples} samples per image; std columns: 0 to {STD_SHOWN})"
+            if suite.posterior_samples > 1
+            else ""
+        ),
     )
     name = safe_io.check_name(problem_name, "problem name")
     path = safe_io.inside(store.out, store.out / "figures" / f"{name}.png")
@@ -181,7 +198,7 @@ def _summary(
 ) -> list[stats.SummaryRow]:
     """Per-image metrics and costs over the rows, then one value per pair of each FID/KID."""
     suite = plan.suite
-    summary = stats.summarize(rows, [*suite.metrics, *TIMING])
+    summary = stats.summarize(rows, [*suite.scored, *TIMING])
     for d in dist:
         for m in suite.distribution_metrics:
             if m in d:
@@ -239,7 +256,7 @@ def _tables(
         "solvers": [s.label for s in suite.solvers],
     }
     quality = [
-        *suite.metrics,
+        *suite.scored,
         *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
     ]
     store.write_text("summary.csv", stats.summary_csv(summary))

@@ -53,6 +53,8 @@ class SampleBatch:
     indices: list[int]
     images: Tensor
     y: Tensor | None
+    #: per-pixel standard deviation of the K posterior samples (None with K = 1)
+    std: Tensor | None = None
 
 
 def _run_info(suite: Suite) -> dict[str, Any]:
@@ -203,6 +205,7 @@ class RunStore:
         x: Tensor,
         indices: list[int],
         y: Tensor,
+        std: Tensor | None = None,
     ) -> None:
         arrays = {
             "images": to_uint8(torch.nan_to_num(x).clamp(-1, 1)),
@@ -210,6 +213,8 @@ class RunStore:
             # as measured (its own dtype); bfloat16 has no numpy type
             "y": (y.detach().float() if y.dtype == torch.bfloat16 else y.detach()).cpu().numpy(),
         }
+        if std is not None:  # half precision: a map to look at, not to compute with
+            arrays["std"] = std.detach().float().cpu().numpy().astype(np.float16)
         safe_io.write_with(
             self.samples_path(problem, solver, seed, batch),
             lambda f: np.savez_compressed(f, **arrays),
@@ -223,6 +228,7 @@ class RunStore:
                 with np.load(f, allow_pickle=False) as z:
                     imgs, idx = z["images"], z["indices"]
                     y = z["y"] if "y" in z.files else None
+                    std = z["std"] if "std" in z.files else None
             except (OSError, ValueError, KeyError, EOFError) as err:
                 raise SuiteError(
                     f"saved samples {f} cannot be read ({err}); delete the file (its batch is "
@@ -232,7 +238,20 @@ class RunStore:
                 [int(i) for i in idx.tolist()],
                 from_uint8(torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()),
                 None if y is None else torch.from_numpy(y),
+                None if std is None else torch.from_numpy(std.astype(np.float32)),
             )
+
+    def load_std(
+        self, problem: str, solver: str, seed: int, wanted: set[int] | None = None
+    ) -> dict[int, Tensor]:
+        """image index -> the standard deviation map of its K samples (``1 x C x H x W``),
+        for the runs that drew K >= 2 samples per image."""
+        found: dict[int, Tensor] = {}
+        for b in self.iter_samples(problem, solver, seed):
+            for k, i in enumerate(b.indices):
+                if b.std is not None and (wanted is None or i in wanted):
+                    found[i] = b.std[k : k + 1]
+        return found
 
     def load_samples(
         self, problem: str, solver: str, seed: int, wanted: set[int] | None = None

@@ -11,6 +11,8 @@
     batch_size = 4                       # images solved together
     seeds = [0]                          # one row per (image, problem, solver, seed)
     metrics = ["psnr", "ssim", "lpips"]  # per image
+    posterior_samples = 1                # K draws per image (>= 2: posterior metrics, std maps)
+    posterior_metrics = ["psnr_mean", "coverage90"]  # default with K >= 2: all of them
     distribution_metrics = ["fid", "kid"]  # per (problem, solver), over the first seed's images
     min_images_distribution = 100        # FID/KID only with at least this many images
     figure_images = 4                    # images per figure grid (0: no figures)
@@ -127,6 +129,11 @@ SUITE_SCHEMA = Table(
             ),
         ),
         "min_images_distribution": Key(int, default=100, low=2),
+        "posterior_samples": Key(int, default=1, low=1),
+        "posterior_metrics": Key(
+            list,
+            item=Key(str, choices=lambda: METRICS.names("posterior"), noun="posterior metric"),
+        ),
         "figure_images": Key(int, default=4, low=0),
         "skip_incompatible": Key(bool, default=False),
         "save_samples": Key(bool, default=True),
@@ -182,6 +189,10 @@ class Suite:
     metrics: list[str] = field(default_factory=METRICS.defaults)
     distribution_metrics: list[str] = field(default_factory=list)
     min_images_distribution: int = 100
+    #: K posterior samples per image; the per-image metrics score the first
+    posterior_samples: int = 1
+    #: scored on the K samples of each image (``invdiff.metrics.posterior``)
+    posterior_metrics: list[str] = field(default_factory=list)
     figure_images: int = 4
     skip_incompatible: bool = False
     save_samples: bool = True
@@ -192,6 +203,11 @@ class Suite:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: how the priors' networks are evaluated (``invdiff.priors.network.NetworkOptions``)
     network: NetworkOptions = field(default_factory=NetworkOptions)
+
+    @property
+    def scored(self) -> list[str]:
+        """Every metric a row carries: the per-image ones, then the posterior ones."""
+        return [*self.metrics, *self.posterior_metrics]
 
     @property
     def base_dir(self) -> Path:
@@ -236,6 +252,13 @@ def parse(
         metrics=list(v["metrics"]),
         distribution_metrics=list(v["distribution_metrics"]),
         min_images_distribution=v["min_images_distribution"],
+        posterior_samples=v["posterior_samples"],
+        posterior_metrics=list(
+            v.get(
+                "posterior_metrics",
+                METRICS.names("posterior") if v["posterior_samples"] > 1 else [],
+            )
+        ),
         figure_images=v["figure_images"],
         skip_incompatible=v["skip_incompatible"],
         save_samples=v["save_samples"],
@@ -249,6 +272,11 @@ def parse(
         )
     except (TypeError, ValueError) as err:
         errors.append(str(err))
+    if suite.posterior_metrics and suite.posterior_samples < 2:
+        errors.append(
+            f"posterior_metrics {suite.posterior_metrics} need posterior_samples >= 2 (K draws "
+            f"per image), got {suite.posterior_samples}"
+        )
     if suite.distribution_metrics and not suite.save_samples:
         errors.append(
             "distribution_metrics need save_samples = true (FID/KID read the saved samples)"

@@ -25,13 +25,18 @@ from torch import Tensor
 from invdiff.metrics.aligned import psnr_aligned
 from invdiff.metrics.fidelity import psnr, ssim
 from invdiff.metrics.perceptual import lpips
+from invdiff.metrics.posterior import POSTERIOR_SCORES
 
-Kind = Literal["image", "distribution", "cost"]
+Kind = Literal["image", "posterior", "distribution", "cost"]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """One table column: ``fn`` scores ``(xhat, x)`` per image (``None`` for the others)."""
+    """One table column: ``fn`` scores ``(xhat, x)`` per image, or a batch of K posterior
+    samples per image (kind ``"posterior"``: ``fn(PosteriorDraws)``; ``None`` for the others).
+
+    A metric with a ``target`` (a coverage's nominal level, a consistency of 1) is best near
+    it, not at an extreme, so its columns are never bolded (``ranked``)."""
 
     name: str
     fn: Callable[[Tensor, Tensor], Tensor] | None
@@ -41,6 +46,8 @@ class Metric:
     kind: Kind = "image"
     #: scored by a suite that names no ``metrics``
     default: bool = False
+    #: the ideal value where it is neither the largest nor the smallest (else None)
+    target: float | None = None
     #: ``fn(xhat, x, ambiguities)``: also given the operator's ``ambiguities`` (transforms of
     #: the image the measurement cannot tell apart, e.g. phase retrieval's shifts and flip)
     ambiguity_aware: bool = False
@@ -51,8 +58,9 @@ class Metric:
 
     @property
     def ranked(self) -> bool:
-        """Whether the tables mark a best value (quality metrics yes, costs no)."""
-        return self.kind != "cost"
+        """Whether the tables mark a best value (quality metrics yes; costs and coverages,
+        whose best is a target rather than an extreme, no)."""
+        return self.kind != "cost" and self.target is None
 
     def better(self, a: float, b: float) -> bool:
         """``a`` strictly better than ``b`` in this metric's direction."""
@@ -68,7 +76,7 @@ class MetricRegistry:
     def register(self, metric: Metric) -> Metric:
         if metric.name in self._entries and self._entries[metric.name] != metric:
             raise ValueError(f"metric {metric.name!r} is already registered; choose another name")
-        if metric.kind == "image" and metric.fn is None:
+        if metric.kind in ("image", "posterior") and metric.fn is None:
             raise ValueError(f"per-image metric {metric.name!r} needs a function fn(xhat, x)")
         self._entries[metric.name] = metric
         return metric
@@ -120,6 +128,8 @@ for _m in (
     Metric("nfe", None, False, "NFE", "{:.0f}", kind="cost"),
 ):
     METRICS.register(_m)
-del _m
+for _name, (_fn, _higher, _title, _fmt, _target) in POSTERIOR_SCORES.items():
+    METRICS.register(Metric(_name, _fn, _higher, _title, _fmt, kind="posterior", target=_target))
+del _m, _name, _fn, _higher, _title, _fmt, _target
 
 __all__ = ["METRICS", "Metric", "MetricRegistry"]

@@ -56,6 +56,7 @@ def solve(
     steps: int | None = None,
     generator: torch.Generator | int,
     nfe: int | None = None,
+    samples: int | None = None,
     callback: Callback | None = None,
     progress: bool = False,
     **hyper: Any,
@@ -65,6 +66,10 @@ def solve(
     The budget is either ``steps`` (the solver's own unit) or ``nfe``, network evaluations,
     the unit that compares solvers: the solver runs the most steps that fit in it
     (``Solver.steps_for_nfe``). Give one of the two.
+
+    ``samples=K`` draws K posterior samples per measurement in one batch (``y`` repeated, each
+    copy its own draw) and returns ``N x K x C x H x W``; ``invdiff.metrics.posterior`` scores
+    them (posterior mean, best of K, coverage of credible intervals).
 
     ``generator`` is a ``torch.Generator`` (or an int seed turned into one on the prior's
     device). The hyperparameters (against their declared ranges), the pairing of solver,
@@ -98,6 +103,12 @@ def solve(
         )
     if nfe is not None:
         steps = solver.steps_for_nfe(nfe, prior=prior, **hyper)
+    if samples is not None and (
+        isinstance(samples, bool) or not isinstance(samples, int) or samples < 1
+    ):
+        raise ValueError(
+            f"samples must be a positive integer (draws per measurement), got {samples!r}"
+        )
     solver.check(prior, operator, noise)
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -127,6 +138,23 @@ def solve(
             "(invdiff never uses global randomness), "
             f"got {type(generator).__name__}"
         )
+    if samples is not None:
+        # each measurement repeated K times, next to each other: the sample k of measurement i
+        # is row i K + k, so the batch reshapes to N x K
+        n = y.shape[0]
+        draws = solve(
+            name,
+            prior=prior,
+            operator=operator,
+            y=y.repeat_interleave(samples, 0),
+            noise=noise,
+            steps=steps,
+            generator=generator,
+            callback=callback,
+            progress=progress,
+            **hyper,
+        )
+        return draws.view(n, samples, *draws.shape[1:])
     bar = Progress(name, solver.budget(steps, prior=prior, **hyper), steps) if progress else None
 
     def report(step: Step) -> None:
