@@ -52,7 +52,7 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     problem, spec = item.pair.problem, item.pair.solver
     op = plan.operators[problem.name]
     prior = plan.priors[item.pair.prior_key]
-    hyper = spec.hyper_for(problem.name)
+    hyper = item.pair.hyper
     steps = spec.steps
     if steps is None:  # a budget in network evaluations: the solver's steps that fit in it
         steps = get(spec.name).steps_for_nfe(spec.nfe, prior=prior, **hyper)
@@ -106,6 +106,7 @@ def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str,
         "solver_name": spec.name,
         "steps": o.steps,
         "nfe_budget": spec.nfe,
+        "hyper_source": item.pair.hyper_source,
         **{m: o.values[m][k] for m in plan.suite.scored},
         "posterior_samples": plan.suite.posterior_samples,
         "finite": bool(o.finite[k]),

@@ -41,6 +41,23 @@ class Pair:
     problem: Problem
     solver: SolverSpec
     prior_key: str
+    #: the hyperparameters it runs with: tuned values (``invdiff tune``) under the suite's
+    #: own; None: the suite's (``SolverSpec.hyper_for``) on the paper defaults
+    tuned: dict[str, Any] | None = None
+    #: the validation images the tuned values were chosen on (dataset, split, indices)
+    tuned_on: dict[str, Any] | None = None
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        own = self.solver.hyper_for(self.problem.name)
+        return {**self.tuned, **own} if self.tuned is not None else own
+
+    @property
+    def hyper_source(self) -> str:
+        """What a row says its hyperparameters are: ``tuned``, ``suite`` or ``defaults``."""
+        if self.tuned is not None:
+            return "tuned"
+        return "suite" if self.solver.hyper_for(self.problem.name) else "defaults"
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,7 @@ class _Draft:
     folders: dict[str, Path] = field(default_factory=dict)
     pairs: list[Pair] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    tuned_table: Any = None
 
 
 def _build_operators(d: _Draft) -> None:
@@ -222,7 +240,10 @@ def _pair_up(d: _Draft, kind_of: Callable[[Any], str]) -> None:
                     continue
                 reason = _mismatch(solver, d.infos[key], d.operators[p.name], p, source)
             if reason is None:
-                d.pairs.append(Pair(p, spec, key))
+                pair = Pair(p, spec, key)
+                if spec.tuned:
+                    _attach_tuned(d, pair, source)
+                d.pairs.append(pair)
             elif suite.skip_incompatible:
                 d.skipped.append({"problem": p.name, "solver": spec.label, "reason": reason})
             else:
@@ -321,6 +342,46 @@ def _probe_metrics(d: _Draft, fns: dict[str, Any], first: Tensor) -> None:
             )
 
 
+def _attach_tuned(d: _Draft, pair: Pair, source: str) -> None:
+    """The tuned values of a ``tuned = true`` pair, from the suite's table."""
+    from invdiff.bench.tuning import Budget, TunedTable, TuningError
+
+    spec = pair.solver
+    try:
+        if d.tuned_table is None:
+            d.tuned_table = TunedTable.load(d.suite.tuned_table)
+        entry = d.tuned_table.lookup(
+            spec.name, pair.problem.name, source, Budget(nfe=spec.nfe, steps=spec.steps)
+        )
+        SOLVERS.get(spec.name).hyperparameters({**entry.hyper, **spec.hyper_for(pair.problem.name)})
+    except (TuningError, FileNotFoundError, ValueError) as err:
+        d.errors.append(f"{spec.label} on {pair.problem.name}: {err}")
+        return
+    pair.tuned, pair.tuned_on = dict(entry.hyper), dict(entry.validation)
+
+
+def _check_tuned_images(d: _Draft, indices: list[int]) -> None:
+    """No test image of the suite may be one the tuned values were chosen on."""
+    from invdiff.bench.tuning import official_indices
+
+    data = d.suite.data
+    tested = official_indices(data.get("dataset", ""), data.get("split", "test"), indices)
+    for pair in d.pairs:
+        if pair.tuned_on is None:
+            continue
+        v = pair.tuned_on
+        if v.get("dataset") != data.get("dataset"):
+            continue
+        shared = tested & official_indices(v["dataset"], v["split"], v.get("indices", []))
+        if shared:
+            d.errors.append(
+                f"{pair.solver.label} on {pair.problem.name}: its tuned values were chosen on "
+                f"{len(shared)} of this suite's test images ({v['dataset']} {v['split']}); "
+                "tune on the validation split (`invdiff tune --split val`) or test on other "
+                "images"
+            )
+
+
 def _load_weights(d: _Draft) -> dict[str, Prior]:
     """The weights of the priors whose pairs run, once everything else holds."""
     from invdiff.priors import load as load_prior
@@ -346,6 +407,7 @@ def build(suite: Suite, kind_of: Callable[[Any], str], world: World | None = Non
     _pair_up(d, kind_of)
     before_data = len(d.errors)  # pairing problems, reported along with the data's
     dataset, indices = _load_data(d)
+    _check_tuned_images(d, indices)
     chunks = [indices[k : k + suite.batch_size] for k in range(0, len(indices), suite.batch_size)]
     first = None
     if indices and len(d.errors) == before_data:

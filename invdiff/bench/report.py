@@ -308,11 +308,28 @@ def _suite_record(plan: Plan) -> dict[str, Any]:
                 "name": s.name,
                 "steps": s.steps,
                 "nfe": s.nfe,
+                "tuned": s.tuned,
                 "hyper": s.hyper,
                 "per_problem": s.per_problem,
             }
             for s in suite.solvers
         ],
+        # every pair's hyperparameters and where they come from (tuned, suite, defaults)
+        "pairs": [
+            {
+                "problem": p.problem.name,
+                "solver": p.solver.label,
+                "hyper_source": p.hyper_source,
+                "hyper": p.hyper,
+                **({"tuned_on": p.tuned_on} if p.tuned_on is not None else {}),
+            }
+            for p in plan.pairs
+        ],
+        "tuned_table": None
+        if suite.tuned_table is None
+        else {"path": str(suite.tuned_table), "sha256": safe_io.sha256_file(suite.tuned_table)}
+        if suite.tuned_table.is_file()
+        else {"path": str(suite.tuned_table)},
         "seeds": suite.seeds,
         "batch_size": suite.batch_size,
     }

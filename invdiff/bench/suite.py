@@ -93,6 +93,8 @@ SOLVER_SCHEMA = Table(
         "per_problem": Key(dict, default=dict, values=Key(dict)),
         "problems": Key(list, item=Key(str)),
         "prior": Key(str, nonempty=True, desc="a kind (pixel, sr3, latent) or a prior name"),
+        # run with the values `invdiff tune` chose (the suite's tuned_table) under hyper's
+        "tuned": Key(bool, default=False),
     }
 )
 #: ``[data]``: other keys go to ``invdiff.data.get``
@@ -130,6 +132,7 @@ SUITE_SCHEMA = Table(
         ),
         "min_images_distribution": Key(int, default=100, low=2),
         "posterior_samples": Key(int, default=1, low=1),
+        "tuned_table": Key(str, nonempty=True),
         "posterior_metrics": Key(
             list,
             item=Key(str, choices=lambda: METRICS.names("posterior"), noun="posterior metric"),
@@ -170,6 +173,8 @@ class SolverSpec:
     )
     #: the budget in network evaluations (``Solver.steps_for_nfe`` gives the steps)
     nfe: int | None = None
+    #: run with the suite's tuned values (``invdiff.bench.tuning``), ``hyper`` on top
+    tuned: bool = False
 
     def hyper_for(self, problem: str) -> dict[str, Any]:
         return {**self.hyper, **self.per_problem.get(problem, {})}
@@ -193,6 +198,8 @@ class Suite:
     posterior_samples: int = 1
     #: scored on the K samples of each image (``invdiff.metrics.posterior``)
     posterior_metrics: list[str] = field(default_factory=list)
+    #: the table of tuned values the ``tuned = true`` entries read (``invdiff tune``)
+    tuned_table: Path | None = None
     figure_images: int = 4
     skip_incompatible: bool = False
     save_samples: bool = True
@@ -272,6 +279,9 @@ def parse(
         )
     except (TypeError, ValueError) as err:
         errors.append(str(err))
+    if "tuned_table" in v:
+        table = Path(v["tuned_table"]).expanduser()
+        suite.tuned_table = table if table.is_absolute() else suite.base_dir / table
     if suite.posterior_metrics and suite.posterior_samples < 2:
         errors.append(
             f"posterior_metrics {suite.posterior_metrics} need posterior_samples >= 2 (K draws "
@@ -300,6 +310,17 @@ def parse(
             errors.append(f"--prior {prior_dir}: no such folder")
         suite.priors["pixel"] = suite.overrides["prior"] = str(prior_dir)
     suite.solvers = _solvers(v["solvers"], problems, errors)
+    tuned = [s.label for s in suite.solvers if s.tuned]
+    if tuned and suite.tuned_table is None:
+        errors.append(
+            f"solvers {tuned} ask for tuned values (tuned = true): name the table in "
+            "tuned_table = FILE (written by `invdiff tune`)"
+        )
+    elif tuned and not suite.tuned_table.is_file():
+        errors.append(
+            f"tuned_table = {v['tuned_table']!r}: no such file ({suite.tuned_table}); write it "
+            "with `invdiff tune ... --table FILE`"
+        )
     if not v["solvers"] and not errors:
         errors.append("the suite names no solvers ([[solvers]] tables)")
     if not suite.skip_incompatible and not errors:
@@ -440,6 +461,7 @@ def _solvers(
                     entry.get("problems"),
                     entry.get("prior"),
                     nfe,
+                    entry["tuned"],
                 )
             )
     return specs

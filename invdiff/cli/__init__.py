@@ -1,4 +1,5 @@
-"""The ``invdiff`` command line: ``list``, ``demo``, ``train``, ``solve``, ``bench``, ``banks``.
+"""The ``invdiff`` command line: ``list``, ``demo``, ``train``, ``solve``, ``bench``, ``tune``,
+``banks``.
 
 One module per sub-command in this package (``invdiff/cli/<command>.py``; ``list`` is
 ``listing.py``, so that the module does not shadow the builtin), each exposing
@@ -25,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("invdiff.cli.train", "train a prior (pixel, sr3, autoencoder, latent)"),
     "solve": ("invdiff.cli.solve", "solve one problem with one solver and write a figure"),
     "bench": ("invdiff.cli.bench", "run a benchmark suite and write tables and figures"),
+    "tune": (
+        "invdiff.cli.tune",
+        "tune a solver's hyperparameters for a problem and budget on the validation split",
+    ),
     "banks": ("invdiff.cli.banks", "write the versioned operator banks (masks, kernels)"),
 }
 

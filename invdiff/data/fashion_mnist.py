@@ -4,6 +4,13 @@ Returned as float32 ``1 x 32 x 32`` images in [-1, 1]: the 28x28 images zero-pad
 on every side with the background value -1 (the size every invdiff model and problem uses), with
 the official split (``train``: 60,000, ``test``: 10,000) and integer labels.
 
+``val`` is the validation split of the benchmarks: the last 1,000 images of the official test
+split (test indices 9,000-9,999, in order). The shipped priors train on all of ``train``, so a
+validation set for tuning solver hyperparameters must come from images no prior has seen; a
+suite that runs tuned hyperparameters is refused if its test images overlap the images they
+were tuned on (``invdiff.bench.tuning``), so a paper table tunes on ``val`` and reports on
+``test`` indices 0-8,999.
+
 The IDX ``.gz`` files are read from ``root=`` when the caller gives one (and only from there),
 else from the first of ``/usr/share/datasets/fashion-mnist/`` (Debian/Ubuntu:
 ``apt-get install dataset-fashion-mnist``), the folder named by ``INVDIFF_FASHION_MNIST`` and
@@ -34,6 +41,14 @@ FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
 }
+#: split -> (the official files it reads, the slice of them it is)
+SPLITS = {
+    "train": ("train", slice(None)),
+    "test": ("test", slice(None)),
+    "val": ("test", slice(9000, 10000)),
+}
+#: the official test indices that form ``val``
+VAL_START = 9000
 CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -107,7 +122,7 @@ def find(split: str, root: str | Path | None = None, download: bool = False) -> 
             "invdiff does not download data sets; install Fashion-MNIST with "
             "`apt-get install dataset-fashion-mnist` or pass root= a folder holding the IDX files"
         )
-    wanted = FILES[split][:2]
+    wanted = FILES[SPLITS[split][0] if split in SPLITS else split][:2]
     if root is not None:
         folder = Path(root).expanduser()
         if not folder.is_dir():
@@ -148,7 +163,8 @@ def _arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 @DATASETS.register("fashion_mnist")
 class FashionMNIST(ImageDataset):
-    """Fashion-MNIST ``split`` (``train``/``test``): ``1 x 32 x 32`` images in [-1, 1], labels.
+    """Fashion-MNIST ``split`` (``train``/``test``/``val``): ``1 x 32 x 32`` images in [-1, 1],
+    labels (``val``: test images 9,000-9,999; module docstring).
 
     ``FashionMNIST("test").images(range(16))`` -> ``16 x 1 x 32 x 32``; ``.labels`` (int64);
     ``CLASSES[label]`` names a class.
@@ -157,11 +173,13 @@ class FashionMNIST(ImageDataset):
     classes = CLASSES
 
     def __init__(self, split: str = "test", root: str | Path | None = None, download: bool = False):
-        if split not in FILES:
-            raise ValueError(f"split must be one of {tuple(FILES)}, got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         self.split = split
+        files, part = SPLITS[split]
         self.folder = find(split, root, download)
-        self._images, labels = _arrays(str(self.folder), split)
+        images, labels = _arrays(str(self.folder), files)
+        self._images, labels = images[part], labels[part]
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.image_shape = (1, SIZE, SIZE)
 

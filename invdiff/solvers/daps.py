@@ -215,9 +215,18 @@ class DAPS(Solver):
     hypers: ClassVar[dict[str, Hyper]] = {
         "ode_steps": Hyper(5, "Euler steps of the probability-flow ODE for x0_hat", ge=1),
         "langevin_steps": Hyper(100, "Langevin steps per annealing step (Eq. 10)", ge=0),
-        "lr": Hyper(1e-4, "Langevin step size at the first annealing step", gt=0),
+        "lr": Hyper(
+            1e-4, "Langevin step size at the first annealing step", gt=0, search=(1e-5, 1e-2)
+        ),
         "lr_min_ratio": Hyper(0.01, "last Langevin step size over the first", gt=0, le=1),
-        "tau": Hyper(0.01, "likelihood std (None: sigma_y)", gt=0, optional=True, kind=float),
+        "tau": Hyper(
+            0.01,
+            "likelihood std (None: sigma_y)",
+            gt=0,
+            optional=True,
+            kind=float,
+            search=(0.005, 0.5),
+        ),
         "exact_linear": Hyper(False, "draw Eq. 9 exactly for an SVDOperator"),
         "tweedie_r": Hyper(False, "r_t = the Tweedie std instead of sigma_t"),
         "sigma_max": Hyper(100.0, "top of the annealing schedule", gt=0),

@@ -78,7 +78,13 @@ class DDNM(Solver):
         posterior=(PosteriorBound("cs", 30, 0.35),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(1.0, "stochasticity of the DDIM-style step (0: deterministic)", ge=0, le=1),
+        "eta": Hyper(
+            1.0,
+            "stochasticity of the DDIM-style step (0: deterministic)",
+            ge=0,
+            le=1,
+            search=(0.0, 1.0),
+        ),
         "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
         "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
         "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),

@@ -58,8 +58,20 @@ class DDRM(Solver):
         posterior=(PosteriorBound("cs", 20, 0.4),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(0.85, "stochasticity of the Eq. 8 step (0: deterministic)", ge=0, le=1),
-        "eta_b": Hyper(1.0, "weight of ybar on the observed coordinates (Eq. 8)", ge=0, le=1),
+        "eta": Hyper(
+            0.85,
+            "stochasticity of the Eq. 8 step (0: deterministic)",
+            ge=0,
+            le=1,
+            search=(0.0, 1.0),
+        ),
+        "eta_b": Hyper(
+            1.0,
+            "weight of ybar on the observed coordinates (Eq. 8)",
+            ge=0,
+            le=1,
+            search=(0.0, 1.0),
+        ),
     }
 
     def __call__(

@@ -66,8 +66,14 @@ class DiffPIR(Solver):
         posterior=(PosteriorBound("cs", 100, 0.3),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "lam": Hyper(1.0, "weight of the data proximal step (Eq. 14)", gt=0),
-        "zeta": Hyper(1.0, "share of fresh noise in the re-noising step (Eq. 15)", ge=0, le=1),
+        "lam": Hyper(1.0, "weight of the data proximal step (Eq. 14)", gt=0, search=(0.1, 20.0)),
+        "zeta": Hyper(
+            1.0,
+            "share of fresh noise in the re-noising step (Eq. 15)",
+            ge=0,
+            le=1,
+            search=(0.0, 1.0),
+        ),
         "cg_iterations": Hyper(20, "CG iterations of the proximal step (linear, no SVD)", ge=1),
         "max_step": Hyper(0.5, "largest gradient step for a nonlinear operator", gt=0),
     }

@@ -114,7 +114,7 @@ class DPS(Solver):
         posterior=(PosteriorBound("inpainting", 100, 0.35),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0),
+        "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0, search=(0.1, 10.0)),
         "likelihood": Hyper(
             "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
         ),

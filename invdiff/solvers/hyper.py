@@ -51,6 +51,39 @@ class Hyper:
     choices: tuple[Any, ...] | None = None
     optional: bool = False
     kind: type | None = None
+    #: where ``invdiff tune`` searches: ``(low, high)`` for a number (log-spaced when both are
+    #: positive and ``high / low >= 10``), the values to try for a choice; None: not tuned
+    search: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.search is None:
+            return
+        if self.choices is not None or self.type in (bool, str):
+            bad = [v for v in self.search if self.problem(v) is not None]
+        else:
+            bad = [] if len(self.search) == 2 and self.search[0] < self.search[1] else [self.search]
+            bad += [v for v in self.search if self.problem(v) is not None]
+        if bad:
+            raise ValueError(f"search {self.search!r} of {self.doc!r}: invalid value(s) {bad}")
+
+    @property
+    def log_search(self) -> bool:
+        """Whether the search is log-spaced (a positive range spanning a factor of 10 or more)."""
+        if self.search is None or self.choices is not None or self.type not in (int, float):
+            return False
+        low, high = self.search
+        return low > 0 and high / low >= 10
+
+    def draw(self, u: float) -> Any:
+        """The search-space value at quantile ``u`` in [0, 1) (a uniform draw maps to a
+        uniform or log-uniform value, or to one of the choices)."""
+        if self.search is None:
+            raise ValueError(f"{self.doc!r} declares no search space")
+        if self.choices is not None or self.type not in (int, float):
+            return self.search[min(int(u * len(self.search)), len(self.search) - 1)]
+        low, high = self.search
+        value = low * (high / low) ** u if self.log_search else low + u * (high - low)
+        return int(round(value)) if self.type is int else float(f"{value:.4g}")
 
     @property
     def type(self) -> type:
@@ -140,4 +173,14 @@ def check(solver: str, hypers: dict[str, Hyper], given: dict[str, Any]) -> dict[
 
 def describe(hypers: dict[str, Hyper]) -> list[tuple[str, Any, str, str]]:
     """``(name, default, valid values, doc)`` per hyperparameter, for listings."""
-    return [(k, h.default, h.valid(), h.doc) for k, h in hypers.items()]
+    return [(k, h.default, h.valid(), h.doc + _search_note(h)) for k, h in hypers.items()]
+
+
+def _search_note(h: Hyper) -> str:
+    """`` [tune: 0.1..10 log]`` for a tunable hyperparameter (``invdiff tune``)."""
+    if h.search is None:
+        return ""
+    if h.choices is not None or h.type not in (int, float):
+        return " [tune: " + ", ".join(map(str, h.search)) + "]"
+    low, high = h.search
+    return f" [tune: {_num(low)}..{_num(high)}{' log' if h.log_search else ''}]"

@@ -58,8 +58,14 @@ class PiGDM(Solver):
         posterior=(PosteriorBound("cs", 30, 0.4),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(1.0, "stochasticity of the DDIM step (0: deterministic)", ge=0, le=1),
-        "scale": Hyper(1.0, "multiplier of the pseudo-inverse guidance"),
+        "eta": Hyper(
+            1.0,
+            "stochasticity of the DDIM step (0: deterministic)",
+            ge=0,
+            le=1,
+            search=(0.0, 1.0),
+        ),
+        "scale": Hyper(1.0, "multiplier of the pseudo-inverse guidance", search=(0.2, 5.0)),
     }
     differentiates_prior = True
 

@@ -55,8 +55,8 @@ class REDDiff(Solver):
         posterior=(PosteriorBound("cs", 100, 0.3),),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "lam": Hyper(0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0),
-        "lr": Hyper(0.25, "Adam learning rate", gt=0),
+        "lam": Hyper(0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0, search=(0.01, 2.0)),
+        "lr": Hyper(0.25, "Adam learning rate", gt=0, search=(0.01, 1.0)),
         "obs_weight": Hyper(1.0, "weight of the measurement term at sigma_ref", ge=0),
         "sigma_ref": Hyper(0.05, "noise level at which obs_weight is set", gt=0),
         "beta1": Hyper(0.9, "Adam first-moment decay", ge=0, lt=1),
