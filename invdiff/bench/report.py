@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from invdiff import io as safe_io
+from invdiff.bench import compare, stats
 from invdiff.bench import manifest as mf
-from invdiff.bench import stats
 from invdiff.bench.plan import Plan, load_images
 from invdiff.bench.store import RunStore, now
 from invdiff.metrics.registry import METRICS
@@ -248,6 +248,7 @@ def _tables(
     summary: list[stats.SummaryRow],
     dist: list[dict[str, Any]],
     notes: list[str],
+    rows: list[dict[str, Any]],
 ) -> None:
     """summary.csv, summary.md, table.tex and distribution.csv."""
     suite = plan.suite
@@ -260,6 +261,10 @@ def _tables(
         *[m for m in suite.distribution_metrics if any(m in d for d in dist)],
     ]
     store.write_text("summary.csv", stats.summary_csv(summary))
+    pairs = [p for m in suite.metrics for p in compare.paired(rows, m)]
+    store.write_text("paired.csv", compare.paired_csv(pairs))
+    store.write_text("pareto.csv", compare.pareto_csv(rows, suite.metrics))
+    notes = [*notes, *_paired_notes(plan, summary, pairs)]
     title = f"Benchmark `{suite.name}`"
     md = stats.summary_markdown(summary, [*quality, *TIMING], title=title, notes=notes, **order)
     store.write_text("summary.md", md)
@@ -267,6 +272,45 @@ def _tables(
     store.write_text("table.tex", tex)
     if dist:
         store.write_text("distribution.csv", _distribution_csv(dist, suite.distribution_metrics))
+
+
+def _paired_notes(
+    plan: Plan, summary: list[stats.SummaryRow], pairs: list[compare.Paired]
+) -> list[str]:
+    """Per problem: the best label by the first metric and whom it beats significantly on the
+    same images (paired; ``paired.csv`` has every pair)."""
+    if not plan.suite.metrics:
+        return []
+    m = plan.suite.metrics[0]
+    entry = METRICS.get(m)
+    if entry is None or not entry.ranked:
+        return []
+    notes = []
+    for problem in dict.fromkeys(s.problem for s in summary):
+        cells = [s for s in summary if s.problem == problem and s.metric == m and s.estimate.n > 0]
+        if len(cells) < 2:
+            continue
+        best = max(cells, key=lambda s: s.estimate.mean * (1 if entry.higher_is_better else -1))
+        beaten = compare.beaten_by_best(pairs, problem, best.solver)
+        notes.append(
+            f"{problem}: best {entry.title} `{best.solver}`, significantly better (paired, "
+            f"95%) than {len(beaten)} of {len(cells) - 1}"
+            + (f": {', '.join(beaten)}" if beaten and len(beaten) <= 6 else "")
+        )
+    return notes
+
+
+def _curves(plan: Plan, store: RunStore, rows: list[dict[str, Any]]) -> list[str]:
+    """Quality-against-cost figures for the problems where a solver ran several budgets."""
+    metrics = [m for m in ("psnr", "lpips") if m in plan.suite.metrics] or plan.suite.metrics[:1]
+    out = []
+    for p in plan.suite.problems:
+        name = safe_io.check_name(p.name, "problem name")
+        path = safe_io.inside(store.out, store.out / "figures" / f"curves-{name}.png")
+        made = compare.curves_figure(rows, p.name, metrics, path) if metrics else None
+        if made is not None:
+            out.append(str(made.relative_to(store.out.resolve())))
+    return out
 
 
 def _figures(plan: Plan, store: RunStore) -> list[str]:
@@ -352,8 +396,9 @@ def write_all(
     """Write every output of a finished run from its store and return the manifest."""
     dist = distribution_metrics(plan, store, progress=progress)
     notes = _notes(plan, rows, dist, world.size, errors)
-    _tables(plan, store, _summary(plan, rows, dist), dist, notes)
+    _tables(plan, store, _summary(plan, rows, dist), dist, notes, rows)
     figs = _figures(plan, store) if figures and plan.suite.save_samples else []
+    figs += _curves(plan, store, rows) if figures else []
     record = _suite_record(plan)
     manifest = {
         "suite": record.pop("suite"),
