@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent
 PRESETS = {
     "operators": ("*.npz", "manifest.json", "README.md"),
     "problems": ("*.toml",),
-    "benchmarks": ("*.toml",),
+    "benchmarks": ("*.toml", "tuned/*.json"),  # suites and the tuned tables they read
 }
 
 

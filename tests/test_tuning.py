@@ -166,7 +166,7 @@ def test_a_suite_is_refused_on_the_images_its_values_were_tuned_on(tiny, tmp_pat
         run(load(f, limit=2), tmp_path / "out", progress=False, figures=False)
     (tmp_path / "tuned.json").unlink()
     with pytest.raises(SuiteError, match="no such file"):
-        load(f)
+        run(load(f, limit=2), tmp_path / "out", progress=False, figures=False)
 
 
 def test_tune_command_line_refuses_before_any_work(tiny, tmp_path, capsys, monkeypatch):
@@ -199,3 +199,30 @@ def test_tune_command_line_writes_an_entry_on_the_validation_split(tmp_path, cap
     assert entry.validation == {"dataset": "fashion_mnist", "split": "val", "indices": [0, 1]}
     assert entry.hyper["lr"] == 0.1 and entry.objective == "lpips" and entry.lpips >= 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_tune_suite_fills_the_table_and_resumes(tmp_path, capsys):
+    from conftest import tiny_unet
+    from diffusers import DDPMScheduler
+
+    from invdiff.cli import main
+    from invdiff.priors.pixel import PixelPrior
+
+    folder = PixelPrior(tiny_unet(size=32), DDPMScheduler(num_train_timesteps=1000)).save(
+        tmp_path / "prior"
+    )
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'name = "s"\ntuned_table = "t.json"\nproblems = ["fmnist-box", "fmnist-sr4"]\n'
+        f'[data]\ncount = 2\n[priors]\npixel = "{folder}"\n'
+        '[[solvers]]\nname = "ddrm"\nnfe = 2\ntuned = true\nhyper = { eta_b = 0.9 }\n'
+        '[[solvers]]\nname = "pinv"\nsteps = 1\n'
+    )
+    argv = ["tune", "--suite", str(suite), "--images", "2", "--candidates", "2"]
+    assert main(argv) == 0
+    table = TunedTable.load(tmp_path / "t.json")
+    assert sorted(k[1] for k in table.entries) == ["fmnist-box", "fmnist-sr4"]
+    assert all(e.hyper["eta_b"] == 0.9 for e in table.entries.values())  # the suite's, fixed
+    assert "tuned 2 setting(s); 0 already" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "tuned 0 setting(s); 2 already" in capsys.readouterr().out

@@ -316,11 +316,6 @@ def parse(
             f"solvers {tuned} ask for tuned values (tuned = true): name the table in "
             "tuned_table = FILE (written by `invdiff tune`)"
         )
-    elif tuned and not suite.tuned_table.is_file():
-        errors.append(
-            f"tuned_table = {v['tuned_table']!r}: no such file ({suite.tuned_table}); write it "
-            "with `invdiff tune ... --table FILE`"
-        )
     if not v["solvers"] and not errors:
         errors.append("the suite names no solvers ([[solvers]] tables)")
     if not suite.skip_incompatible and not errors:
