@@ -56,7 +56,7 @@ def test_paired_differences_against_scipy():
     a = [r["psnr"] for r in rows if r["solver"] == "a"]
     half = scipy_stats.t.ppf(0.975, 3) * scipy_stats.tstd(a) / 2
     assert half > 1.5
-    assert compare.beaten_by_best(list(pairs.values()), "p", "b") == ["a", "c"]
+    assert compare.beaten_by_best(list(pairs.values()), "p", "b", "psnr") == ["a", "c"]
     assert math.isnan(pairs[("a", "c")].p_wilcoxon) is False
 
 
@@ -83,4 +83,9 @@ def test_a_sweep_draws_quality_against_cost(tmp_path):
     assert (out / "paired.csv").read_text().count(
         "\n"
     ) == 1 + 2 * 3 * 2  # problems x pairs x metrics
-    assert "significantly better (paired, 95%)" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "significantly better (paired, 95%)" in summary
+    for line in summary.splitlines():  # never more beaten than there are others
+        if "significantly better" in line:
+            beaten, others = line.split(" than ")[1].split(":")[0].split(" of ")
+            assert int(beaten) <= int(others)

@@ -166,11 +166,13 @@ def pareto_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def beaten_by_best(pairs: Sequence[Paired], problem: str, best: str) -> list[str]:
-    """The labels the best one beats significantly on ``problem`` (paired)."""
+def beaten_by_best(pairs: Sequence[Paired], problem: str, best: str, metric: str) -> list[str]:
+    """The labels the best one beats significantly on ``problem`` in ``metric`` (paired)."""
     out = []
     for p in pairs:
-        if p.problem != problem or best not in (p.a, p.b) or not p.significant:
+        if p.problem != problem or p.metric != metric or best not in (p.a, p.b):
+            continue
+        if not p.significant:
             continue
         other = p.b if p.a == best else p.a
         if (p.a_better() and p.a == best) or (not p.a_better() and p.b == best):

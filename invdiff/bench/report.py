@@ -291,7 +291,7 @@ def _paired_notes(
         if len(cells) < 2:
             continue
         best = max(cells, key=lambda s: s.estimate.mean * (1 if entry.higher_is_better else -1))
-        beaten = compare.beaten_by_best(pairs, problem, best.solver)
+        beaten = compare.beaten_by_best(pairs, problem, best.solver, m)
         notes.append(
             f"{problem}: best {entry.title} `{best.solver}`, significantly better (paired, "
             f"95%) than {len(beaten)} of {len(cells) - 1}"

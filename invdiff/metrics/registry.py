@@ -54,6 +54,9 @@ class Metric:
 
     @property
     def arrow(self) -> str:
+        """``↑`` / ``↓``, or ``→ target`` for a metric that is best at a value."""
+        if self.target is not None:
+            return f"→ {self.target:g}"
         return "↑" if self.higher_is_better else "↓"
 
     @property
