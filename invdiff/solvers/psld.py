@@ -12,7 +12,25 @@ The paper assumes ``A^T A`` is a projection (inpainting, orthonormal-row operato
 pseudo-inverse, ``A^+ y + (I - A^+ A) x_hat``, which equals the paper's term then and stays a
 projection for any linear operator (closed form for an ``SVDOperator``, conjugate gradients
 otherwise). Norms and steps are per sample, as in the released code (norms, not squared norms).
-``defaults``: ``omega = 1.0``, ``gamma = 0.1`` (the paper's settings, App. C).
+``likelihood = "paper"`` is that algorithm as released (``omega = 1.0``, ``gamma = 0.1``, the
+paper's settings, App. C): its steps do not depend on ``sigma_y``, and their total grows with
+the number of steps. Kept for reproductions.
+
+``likelihood = "gaussian"`` (the default) takes latent DPS's noise-aware step
+(``invdiff.solvers.latent_dps``: the Tweedie correction of
+``N(y; A x_hat, v_t I)``, ``v_t = sigma_y^2 + g^2 r_t^2``) with the gluing term inside the
+same likelihood, keeping its weight ``gamma`` beside the measurement term's:
+
+    -log p(y | z0) = (||y - A x_hat||^2 + gamma ||z0 - encode(A^+ y + (I - A^+ A) x_hat)||^2)
+                     / (2 v_t)
+    z_{t-1} = z'_{t-1} - omega (1 - (s_{t-1} / s_t)^2) s_t^2 J_D^T grad_{z0} (-log p(y | z0))
+
+For an encoder that inverts the decoder, the gluing residual is
+``encode(A^+ (A x_hat - y))``: the measurement residual seen in the latents, whose noise is
+again of variance ``sigma_y^2`` per measured direction (an orthonormal-row ``A``, unit-gain
+encoder), so one ``v_t`` serves both terms and ``gamma`` adds a fraction ``gamma`` of extra
+weight on measurement consistency through the encoder, as it does in the paper's ratio
+``gamma / omega``. ``omega`` multiplies the whole step (1: the likelihood as stated).
 """
 
 from __future__ import annotations
@@ -28,8 +46,16 @@ from invdiff.priors.base import LatentPrior, Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver
 from invdiff.solvers.common import check_shapes
+from invdiff.solvers.dps import LIKELIHOODS
 from invdiff.solvers.hyper import Hyper
-from invdiff.solvers.latent_dps import guided_latent_ancestral, residual_norm
+from invdiff.solvers.latent_dps import (
+    GaussianGuidance,
+    GuidanceLoss,
+    guided_latent_ancestral,
+    jacobian_gain_sq,
+    residual_norm,
+    residual_sq,
+)
 
 
 @SOLVERS.register("psld")
@@ -43,12 +69,17 @@ class PSLD(Solver):
     contract = ContractSetting(
         prior="latent",
         steps=6,
-        # as latent DPS, with gamma halved alongside zeta: measured 0.20
-        posterior=(PosteriorBound("cs", 100, 0.3, {"omega": 0.5, "gamma": 0.05}),),
+        posterior=(
+            # the paper's step: as latent DPS, with gamma halved alongside zeta: measured 0.20
+            PosteriorBound("cs", 100, 0.3, {"omega": 0.5, "gamma": 0.05, "likelihood": "paper"}),
+        ),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
         "omega": Hyper(1.0, "step scale of the measurement term", ge=0),
         "gamma": Hyper(0.1, "step scale of the gluing (encoder fixed-point) term", ge=0),
+        "likelihood": Hyper(
+            "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
+        ),
     }
     differentiates_prior: ClassVar[bool] = True
 
@@ -70,15 +101,40 @@ class PSLD(Solver):
         with torch.no_grad():
             pinv_y = operator.pinv(y)
 
-        def loss(zt: Tensor, z0: Tensor) -> Tensor:
-            x = prior.decode(z0)
+        def gluing(z0: Tensor, x: Tensor) -> Tensor:
+            """``z0 - encode(A^+ y + (I - A^+ A) x)``: Eq. 7's encoder fixed-point residual."""
             glued = pinv_y + x - operator.pinv(operator(x))
-            gluing = (z0 - prior.encode(glued)).flatten(1).norm(dim=1)
-            return omega * residual_norm(operator, y, x) + gamma * gluing
+            return (z0 - prior.encode(glued)).flatten(1)
+
+        guidance: GuidanceLoss | GaussianGuidance
+        if hp["likelihood"] == "paper":
+
+            def guidance(zt: Tensor, z0: Tensor) -> Tensor:
+                x = prior.decode(z0)
+                glue = gluing(z0, x).norm(dim=1)  # before the residual: the released op order
+                return omega * residual_norm(operator, y, x) + gamma * glue
+
+        else:
+            # the gluing residual's noise is the measurement's through encode∘A^+: its gain
+            # (1 / the smallest singular value for an exact encoder) weighs it back to y's scale
+            glue_gain_sq = jacobian_gain_sq(lambda r: prior.encode(operator.pinv(r)), y)
+            glue_weight = gamma / glue_gain_sq.clamp_min(1e-12)
+
+            def misfit(z0: Tensor) -> Tensor:
+                x = prior.decode(z0)
+                glue = gluing(z0, x).pow(2).sum(1)
+                return residual_sq(operator, y, x) + glue_weight * glue
+
+            guidance = GaussianGuidance(
+                misfit=misfit,
+                forward=lambda z: operator(prior.decode(z)),
+                noise_variance=float(noise.sigma) ** 2,
+                scale=omega,
+            )
 
         return guided_latent_ancestral(
             prior,
-            loss,
+            guidance,
             y.shape[0],
             steps=steps,
             generator=generator,
