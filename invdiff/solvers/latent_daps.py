@@ -8,7 +8,9 @@ gradient flows through the decoder), and the result is ``decode(z0)``. ``default
 released LatentDAPS-100 settings with Langevin dynamics (50 annealing x 2 ODE steps; Langevin:
 50 steps, ``lr = 2e-6``, ``tau = 0.01``, ``lr_min_ratio = 0.01``), tuned for 64x64x3 latents of
 256 px images: retune ``lr`` for other autoencoders (the Langevin step is stable while
-``lr · (1/r_t^2 + ||J_decode A||^2 / tau^2) < 2``).
+``lr · (1/r_t^2 + ||J_decode A||^2 / tau^2) < 2``). ``tau`` follows pixel DAPS's default (the
+paper's tuned 0.01, which does not depend on ``sigma_y``); ``tau = None`` takes the
+measurement's ``sigma_y``, the likelihood the posterior is stated with.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver
 from invdiff.solvers.common import check_shapes
 from invdiff.solvers.costs import Budget
-from invdiff.solvers.daps import DAPS, anneal, annealing_budget
+from invdiff.solvers.daps import DAPS, anneal, annealing_budget, likelihood_std
 from invdiff.solvers.hyper import Hyper
 
 
@@ -79,7 +81,8 @@ class LatentDAPS(Solver):
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         check_shapes(prior.image_shape, operator, y, what="latent prior's decoder")
-        scale = 1.0 / (2 * float(hp["tau"]) ** 2)
+        # tau = None takes the measurement's sigma_y, as pixel DAPS (the stated likelihood)
+        scale = 1.0 / (2 * likelihood_std(hp, noise) ** 2)
 
         def data_grad(z0: Tensor) -> Tensor:
             with torch.enable_grad():
