@@ -85,6 +85,8 @@ from invdiff.solvers.tweedie import posterior_mean_shift
 GuidanceLoss = Callable[[Tensor, Tensor], Tensor]
 #: orthonormal probes for the gain of ``A∘decode`` (the module docstring)
 GAIN_PROBES = 32
+#: power iterations for the largest gain (latent DAPS's step-size cap)
+GAIN_ITERATIONS = 20
 #: the central-difference step along a unit probe (latents are of unit scale)
 FD_STEP = 1e-2
 
@@ -149,6 +151,31 @@ def jacobian_gain_sq(
     assert touched is not None
     rank = touched.sum(1).clamp(min=1, max=d)
     return (total * (d / k) / rank).to(at.dtype)
+
+
+def jacobian_norm_sq(
+    forward: Callable[[Tensor], Tensor], at: Tensor, iterations: int = GAIN_ITERATIONS
+) -> Tensor:
+    """``||J_i||^2``, the largest eigenvalue of ``J_i^T J_i``, per sample, by power iteration.
+
+    ``J v`` by central differences (as ``jacobian_gain_sq``), ``J^T w`` by reverse mode; the
+    start vector from a fixed local seed. ``forward`` acts on each sample alone, so each
+    sample's vector is normalised on its own. The estimate approaches from below.
+    """
+    local = torch.Generator(device=at.device).manual_seed(0)
+    z = at.detach()
+    v = torch.randn(z.shape, generator=local, device=z.device, dtype=z.dtype)
+    estimate = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
+    for _ in range(iterations):
+        v = v / _column(v.flatten(1).norm(dim=1).clamp_min(1e-30), v)
+        with torch.no_grad():
+            jv = (forward(z + FD_STEP * v) - forward(z - FD_STEP * v)) / (2 * FD_STEP)
+        with torch.enable_grad():
+            leaf = z.clone().requires_grad_(True)
+            (jt_jv,) = torch.autograd.grad(forward(leaf), leaf, jv)
+        estimate = (v * jt_jv).flatten(1).sum(1)
+        v = jt_jv.detach()
+    return estimate
 
 
 def _column(v: Tensor, like: Tensor) -> Tensor:
