@@ -306,7 +306,7 @@ def test_the_gain_is_exact_on_the_linear_double():
 
 
 #: the exact-posterior grid of the default (noise-aware) form: (operator kind, sigma_y) ->
-#: ratio bound at 50 and 100 steps. Measured ratios (n = 256, truth 1): 0.08-0.22 over
+#: ratio bound at 50 and 100 steps. Measured ratios (n = 256, truth 1): 0.07-0.22 over
 #: operators and sigma_y (``benchmarks/results/posterior/latent-grid.txt``); the paper's step
 #: is at 0.12-0.68 there. N = 128 samples: the floor alone is 0.02-0.15.
 LATENT_GRID = [
