@@ -57,13 +57,21 @@ class LatentProblem:
     def prior_images(self, n: int, seed: int) -> Tensor:
         return self.prior.decode(self.prior.latent.sample(n, torch.Generator().manual_seed(seed)))
 
-    def solve(self, name: str, y: Tensor, steps: int, seed: int = 0, **hyper) -> Tensor:
+    def solve(
+        self,
+        name: str,
+        y: Tensor,
+        steps: int,
+        seed: int = 0,
+        noise: Gaussian | None = None,
+        **hyper,
+    ) -> Tensor:
         return invdiff.solve(
             name,
             prior=self.prior,
             operator=self.operator,
             y=y,
-            noise=self.noise,
+            noise=self.noise if noise is None else noise,
             steps=steps,
             generator=torch.Generator().manual_seed(seed),
             **hyper,
@@ -223,19 +231,21 @@ def test_nonlinear_operator_for_latent_dps_and_latent_daps(problem):
 GUIDED = ("latent_dps", "psld")
 
 
-def _reference_case(name: str, kind: str, sigma_y: float, steps: int, **hyper) -> Tensor:
-    """8 samples for one fixed ``y`` (the case the released step's outputs were recorded on)."""
+def _fixed_case(
+    name: str, kind: str, steps: int, noise: Gaussian, *, noisy_y: bool = True, **hyper
+) -> Tensor:
+    """8 samples for one fixed ``y`` (the case the released step's outputs were recorded on);
+    ``noisy_y = False`` keeps ``y`` clean, so that only the noise model changes."""
     prior = make_latent_prior()
     op = make_operator(kind, IMAGE_SHAPE)
     g = torch.Generator().manual_seed(2)
     x = prior.decode(prior.latent.sample(1, g))
-    noise = Gaussian(sigma_y)
-    y = noise(op(x), g).expand(8, *op(x).shape[1:]).contiguous()
+    y = noise(op(x), g) if noisy_y else op(x)
     return invdiff.solve(
         name,
         prior=prior,
         operator=op,
-        y=y,
+        y=y.expand(8, *y.shape[1:]).contiguous(),
         noise=noise,
         steps=steps,
         generator=torch.Generator().manual_seed(0),
@@ -260,7 +270,8 @@ PAPER_OUTPUTS = {
 @pytest.mark.parametrize("case", list(PAPER_OUTPUTS), ids=lambda c: c[0])
 def test_the_paper_step_is_unchanged(case):
     head, total = PAPER_OUTPUTS[case]
-    out = _reference_case(*case, likelihood="paper")
+    name, kind, sigma_y, steps = case
+    out = _fixed_case(name, kind, steps, Gaussian(sigma_y), likelihood="paper")
     torch.testing.assert_close(out[0].flatten()[:4], torch.tensor(head), atol=1e-6, rtol=0)
     assert abs(float(out.double().sum()) - total) < 1e-4
 
@@ -268,23 +279,13 @@ def test_the_paper_step_is_unchanged(case):
 @pytest.mark.parametrize("name", GUIDED)
 def test_the_default_uses_sigma_y_and_the_paper_step_does_not(name):
     # the same y and generator, noise models 0.01 and 0.1 (the issue's check)
-    y_noise = {}
-    for sigma_y in (0.01, 0.1):
-        for likelihood in ("gaussian", "paper"):
-            prior = make_latent_prior()
-            op = make_operator("cs", IMAGE_SHAPE)
-            g = torch.Generator().manual_seed(2)
-            y = op(prior.decode(prior.latent.sample(1, g))).expand(8, -1).contiguous()
-            y_noise[sigma_y, likelihood] = invdiff.solve(
-                name,
-                prior=prior,
-                operator=op,
-                y=y,
-                noise=Gaussian(sigma_y),
-                steps=20,
-                generator=torch.Generator().manual_seed(0),
-                likelihood=likelihood,
-            )
+    y_noise = {
+        (sigma_y, likelihood): _fixed_case(
+            name, "cs", 20, Gaussian(sigma_y), noisy_y=False, likelihood=likelihood
+        )
+        for sigma_y in (0.01, 0.1)
+        for likelihood in ("gaussian", "paper")
+    }
     dx = (y_noise[0.01, "gaussian"] - y_noise[0.1, "gaussian"]).abs().max()
     assert float(dx) > 1e-2, float(dx)
     assert torch.equal(y_noise[0.01, "paper"], y_noise[0.1, "paper"])  # documented
@@ -331,30 +332,9 @@ def test_latent_daps_tau_none_takes_sigma_y(problem):
     # tau = None: the likelihood's std is the measurement's sigma_y (as pixel DAPS)
     hyper = dict(CHEAP["latent_daps"], tau=None, lr=1e-4, sigma_min=0.02)
     y = problem.y.expand(4, -1).contiguous()
-    outs = [
-        invdiff.solve(
-            "latent_daps",
-            prior=problem.prior,
-            operator=problem.operator,
-            y=y,
-            noise=Gaussian(sigma_y),
-            steps=4,
-            generator=0,
-            **hyper,
-        )
-        for sigma_y in (0.01, 0.1)
-    ]
+    outs = [problem.solve("latent_daps", y, 4, noise=Gaussian(s), **hyper) for s in (0.01, 0.1)]
     assert all(torch.isfinite(o).all() for o in outs)
     assert float((outs[0] - outs[1]).abs().max()) > 1e-3
     # and tau = sigma_y given explicitly is the same run
-    same = invdiff.solve(
-        "latent_daps",
-        prior=problem.prior,
-        operator=problem.operator,
-        y=y,
-        noise=Gaussian(0.1),
-        steps=4,
-        generator=0,
-        **{**hyper, "tau": 0.1},
-    )
+    same = problem.solve("latent_daps", y, 4, noise=Gaussian(0.1), **{**hyper, "tau": 0.1})
     assert torch.equal(same, outs[1])
