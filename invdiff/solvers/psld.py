@@ -35,6 +35,11 @@ weight on measurement consistency through the encoder, as the paper's ratio ``ga
 does. Without ``h^2`` a blur's ``A^+`` (singular values down to a few hundredths) makes the
 gluing term dominate and diverge (exact-posterior ratio 1.1-13.8 on the test bed, against
 0.11-0.19 with it). ``omega`` multiplies the whole step (1: the likelihood as stated).
+On the exact double (``encode`` inverts ``decode``) the gluing term can only over-weigh the
+measurement; on the Fashion-MNIST latent prior it helps: SR x4, 4 images, 100 steps,
+19.6 dB at ``gamma = 0.1``, 19.9 at 1, 20.1 at 10 (the paper's step 20.1; at 20 steps the
+default scores 20.0 against the paper's 16.6). Random inpainting 70 %, 8 images: 20.7 / 21.5
+dB at 20 / 100 steps (the paper's step 18.4 / 21.6).
 """
 
 from __future__ import annotations
