@@ -12,8 +12,14 @@ setting and solver the report prints, from ``n`` samples for one ``y``:
 * ``spread``: RMS per-coordinate standard deviation over the exact posterior's;
 * ``resid``: RMS ``A x - y`` over the exact samples' (below 1: over-fits the noise).
 
+The latent solvers run on ``latent``, the linear-decoder latent mixture of
+``solver_testbed.make_latent_prior`` (8-d latents decoded into 4 x 4 images, exact posterior);
+``latent_dps:paper`` and ``psld:paper`` are their released steps (``likelihood="paper"``),
+``latent_daps:sigma_y`` latent DAPS with ``tau = sigma_y`` and a step size for these latents.
+
     python3 scripts/solver_posterior_report.py                       # the full grid
     python3 scripts/solver_posterior_report.py --solvers pigdm --mixtures m24 --n 128
+    python3 scripts/solver_posterior_report.py --mixtures latent     # the latent rows
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from solver_testbed import (  # noqa: E402
     OPERATOR_KINDS,
     SIGMA_YS,
     make_gmm_prior,
+    make_latent_prior,
     make_problem,
     posterior_fit,
 )
@@ -53,9 +60,26 @@ STEPS = {
     "pinv": (1,),
     "tikhonov": (100,),
     "tv": (300,),
+    "latent_dps": (50, 100),
+    "psld": (50, 100),
+    "latent_daps": (20, 40),
 }
-#: solvers that need a prior this test bed does not have (latent, conditional)
-SKIP = ("sr3", "latent_dps", "psld", "latent_daps")
+#: solvers that need a prior this test bed does not have (conditional)
+SKIP = ("sr3",)
+#: the latent test double's mixture name, and the solvers run on it (with their variants)
+LATENT = "latent"
+LATENT_SOLVERS = ("latent_dps", "psld", "latent_daps")
+#: row name -> (solver, hyperparameters): the released steps beside the defaults
+VARIANTS = {
+    "latent_dps:paper": ("latent_dps", {"likelihood": "paper"}),
+    "psld:paper": ("psld", {"likelihood": "paper"}),
+    # the likelihood at sigma_y with a Langevin step sized for these 8-d latents (the
+    # defaults are the paper's, for 64 x 64 x 4 latents: the chain barely moves here)
+    "latent_daps:sigma_y": (
+        "latent_daps",
+        {"tau": None, "lr": 4e-4, "ode_steps": 2, "langevin_steps": 50, "sigma_min": 0.02},
+    ),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,29 +88,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--solvers", nargs="*", default=None, help="default: all that apply")
     parser.add_argument("--operators", nargs="*", default=list(OPERATOR_KINDS))
-    parser.add_argument("--mixtures", nargs="*", default=list(MIXTURES))
+    parser.add_argument("--mixtures", nargs="*", default=[*MIXTURES, LATENT])
     parser.add_argument("--sigmas", nargs="*", type=float, default=list(SIGMA_YS))
     parser.add_argument("--n", type=int, default=256, help="samples per run (one batch)")
     parser.add_argument("--truth", type=int, default=1, help="which clean image / noise draw")
     args = parser.parse_args(argv)
     names = args.solvers or [n for n in invdiff.solvers.names() if n not in SKIP]
+    names += [v for v, (base, _) in VARIANTS.items() if base in names and not args.solvers]
     torch.set_num_threads(1)
+    width = max(9, *map(len, names))
     print(f"# n = {args.n} samples per run, truth {args.truth}; columns per step count")
     print(
-        f"{'mixture':<4} {'operator':<10} {'sigma_y':>7} {'solver':<9} {'floor':>5}  "
+        f"{'mixture':<4} {'operator':<10} {'sigma_y':>7} {'solver':<{width}} {'floor':>5}  "
         "steps: ratio mean spread resid"
     )
     for mixture in args.mixtures:
-        prior = make_gmm_prior(mixture)
+        prior = make_latent_prior() if mixture == LATENT else make_gmm_prior(mixture)
         for kind in args.operators:
             for sigma_y in args.sigmas:
                 problem = make_problem(kind, sigma_y, prior=prior, truth=args.truth)
-                for name in names:
+                for row in names:
+                    name, hyper = VARIANTS.get(row, (row, {}))
+                    if (mixture == LATENT) != (name in LATENT_SOLVERS):
+                        continue  # a latent solver needs the latent double, the rest pixels
                     cells, floor = [], float("nan")
                     t0 = time.perf_counter()
                     for steps in STEPS.get(name, (50, 100)):
                         try:
-                            fit = posterior_fit(name, problem, n=args.n, steps=steps)
+                            fit = posterior_fit(name, problem, n=args.n, steps=steps, **hyper)
                         except SolverMismatchError:
                             cells = ["n/a"]
                             break
@@ -96,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"{fit.spread:5.2f} {fit.residual:5.2f}"
                         )
                     print(
-                        f"{mixture:<4} {kind:<10} {sigma_y:>7} {name:<9} {floor:5.2f}  "
+                        f"{mixture:<4} {kind:<10} {sigma_y:>7} {row:<{width}} {floor:5.2f}  "
                         + " | ".join(cells)
                         + f"  ({time.perf_counter() - t0:.0f} s)",
                         flush=True,

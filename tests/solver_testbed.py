@@ -35,7 +35,7 @@ from invdiff.metrics import sliced_wasserstein
 from invdiff.noise import Gaussian
 from invdiff.operators.base import LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import ConditionalPrior, LatentPrior
-from invdiff.priors.gmm import GaussianMixturePrior
+from invdiff.priors.gmm import GaussianMixture, GaussianMixturePrior
 from invdiff.registry import OPERATORS
 
 IN_SHAPE = (1, 4, 4)
@@ -201,6 +201,8 @@ class LinearLatentPrior(LatentPrior):
         self.image_shape = image_shape
         self.q = decoder.float()  # D x d, orthonormal columns
         self.q64 = decoder.double()
+        # the mixture's own latent spread (a trained autoencoder's latents are scaled to 1)
+        self.sigma_data = latent.sigma_data
 
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         return self.latent.denoise(x, sigma, cond)
@@ -210,6 +212,45 @@ class LinearLatentPrior(LatentPrior):
 
     def encode(self, x: Tensor) -> Tensor:
         return (x.reshape(x.shape[0], -1) @ self.q).reshape(x.shape[0], *self.in_shape)
+
+    # The exact image-space distributions (decoded), as ``GaussianMixturePrior`` offers them,
+    # so that ``make_problem`` and ``posterior_fit`` serve the latent double too.
+
+    @property
+    def mixture(self) -> DecodedMixture:
+        return DecodedMixture(self.latent.mixture, self.q64)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.decode(self.latent.sample(n, generator))
+
+    def posterior(self, A: Tensor, sigma_y: float, y: Tensor) -> DecodedMixture:
+        """The exact image posterior for ``y = A x + n``: the latent posterior for ``A Q``."""
+        return DecodedMixture(self.latent.posterior(A @ self.q64, sigma_y, y), self.q64)
+
+
+@dataclass
+class DecodedMixture:
+    """A latent Gaussian mixture seen through the linear decoder ``Q`` (weights, image means,
+    samples; its covariances are singular in image space, so it is not a ``GaussianMixture``)."""
+
+    latent: GaussianMixture
+    q: Tensor  # D x d, float64
+
+    @property
+    def weights(self) -> Tensor:
+        return self.latent.weights
+
+    @property
+    def means(self) -> Tensor:
+        return self.latent.means @ self.q.T
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.latent.sample(n, generator) @ self.q.T
+
+
+def image_shape(prior: GaussianMixturePrior | LinearLatentPrior) -> tuple[int, int, int]:
+    """The shape of the images a test-bed prior models (the decoder's, for the latent one)."""
+    return prior.image_shape if isinstance(prior, LatentPrior) else prior.in_shape
 
 
 def make_latent_prior() -> LinearLatentPrior:
@@ -264,7 +305,7 @@ class ExactPosteriorPrior(ConditionalPrior):
 
 @dataclass
 class Problem:
-    prior: GaussianMixturePrior
+    prior: GaussianMixturePrior | LinearLatentPrior
     operator: SVDOperator
     noise: Gaussian
     x: Tensor  # 1 x C x H x W, the clean image (a prior sample)
@@ -276,14 +317,14 @@ class Problem:
         return (
             post.sample(n, torch.Generator().manual_seed(seed))
             .float()
-            .reshape(n, *self.prior.in_shape)
+            .reshape(n, *image_shape(self.prior))
         )
 
 
 def make_problem(
     kind: str,
     sigma_y: float = SIGMA_Y,
-    prior: GaussianMixturePrior | None = None,
+    prior: GaussianMixturePrior | LinearLatentPrior | None = None,
     truth: int = 0,
 ) -> Problem:
     """The fixed problem: ``y = A x + N(0, sigma_y^2)`` with ``x`` drawn from the prior.
@@ -291,7 +332,7 @@ def make_problem(
     ``truth`` picks another clean image and noise draw (0 is the historical one).
     """
     prior = prior if prior is not None else make_gmm_prior()
-    op = make_operator(kind, prior.in_shape)
+    op = make_operator(kind, image_shape(prior))
     g = torch.Generator().manual_seed(PROBLEM_SEED + 1000 * truth)
     x = prior.sample(1, g)
     noise = Gaussian(sigma_y)

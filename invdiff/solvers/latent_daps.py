@@ -8,7 +8,13 @@ gradient flows through the decoder), and the result is ``decode(z0)``. ``default
 released LatentDAPS-100 settings with Langevin dynamics (50 annealing x 2 ODE steps; Langevin:
 50 steps, ``lr = 2e-6``, ``tau = 0.01``, ``lr_min_ratio = 0.01``), tuned for 64x64x3 latents of
 256 px images: retune ``lr`` for other autoencoders (the Langevin step is stable while
-``lr · (1/r_t^2 + ||J_decode A||^2 / tau^2) < 2``).
+``lr · (1/r_t^2 + ||J_decode A||^2 / tau^2) < 2``). ``tau`` follows pixel DAPS's default (the
+paper's tuned 0.01, which does not depend on ``sigma_y``); ``tau = None`` takes the
+measurement's ``sigma_y``, the likelihood the posterior is stated with. ``lr`` is capped at
+``tau^2 / ||J_{A∘decode}||^2`` (pixel DAPS's cap, with the decoder's gain at the mean latent
+by power iteration): without it ``tau = None`` at ``sigma_y = 0.01`` diverges on the test bed
+at the ``lr`` its posterior bound uses. At the paper's settings (``tau = 0.01``,
+``lr = 2e-6``) it binds only for a gain above 50 (Fashion-MNIST latent, random inpainting: 6).
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver
 from invdiff.solvers.common import check_shapes
 from invdiff.solvers.costs import Budget
-from invdiff.solvers.daps import DAPS, anneal, annealing_budget
+from invdiff.solvers.daps import DAPS, anneal, annealing_budget, likelihood_std
 from invdiff.solvers.hyper import Hyper
+from invdiff.solvers.latent_dps import jacobian_norm_sq
 
 
 @SOLVERS.register("latent_daps")
@@ -79,7 +86,16 @@ class LatentDAPS(Solver):
         self.check(prior, operator, noise)
         hp = self.hyperparameters(hyper)
         check_shapes(prior.image_shape, operator, y, what="latent prior's decoder")
-        scale = 1.0 / (2 * float(hp["tau"]) ** 2)
+        # tau = None takes the measurement's sigma_y, as pixel DAPS (the stated likelihood)
+        tau = likelihood_std(hp, noise)
+        scale = 1.0 / (2 * tau**2)
+        # the data term's curvature in z is ||J_{A∘decode}||^2 / tau^2: lr is capped at
+        # tau^2 / ||J||^2 (pixel DAPS's cap with the decoder's gain, taken at the mean latent
+        # z = 0 of a scaled autoencoder), so that a small tau (tau = None at a small sigma_y)
+        # keeps the Langevin chain stable
+        at = torch.zeros((1, *prior.in_shape), device=y.device)
+        norm_sq = float(jacobian_norm_sq(lambda z: operator(prior.decode(z)), at)[0])
+        hp["lr"] = min(float(hp["lr"]), tau**2 / max(norm_sq, 1e-12))
 
         def data_grad(z0: Tensor) -> Tensor:
             with torch.enable_grad():
