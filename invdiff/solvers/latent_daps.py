@@ -65,7 +65,7 @@ class LatentDAPS(Solver):
         **{k: h for k, h in DAPS.hypers.items() if k != "exact_linear"},
         "ode_steps": replace(DAPS.hypers["ode_steps"], default=2),
         "langevin_steps": replace(DAPS.hypers["langevin_steps"], default=50),
-        "lr": replace(DAPS.hypers["lr"], default=2e-6),
+        "lr": replace(DAPS.hypers["lr"], default=2e-6, search=(1e-6, 1e-2)),
     }
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:

@@ -305,7 +305,7 @@ class LatentDPS(Solver):
         ),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "zeta": Hyper(1.0, "step scale of the data gradient", ge=0),
+        "zeta": Hyper(1.0, "step scale of the data gradient", ge=0, search=(0.1, 10.0)),
         "likelihood": Hyper(
             "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
         ),

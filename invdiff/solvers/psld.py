@@ -86,8 +86,13 @@ class PSLD(Solver):
         ),
     )
     hypers: ClassVar[dict[str, Hyper]] = {
-        "omega": Hyper(1.0, "step scale of the measurement term", ge=0),
-        "gamma": Hyper(0.1, "step scale of the gluing (encoder fixed-point) term", ge=0),
+        "omega": Hyper(1.0, "step scale of the measurement term", ge=0, search=(0.1, 10.0)),
+        "gamma": Hyper(
+            0.1,
+            "step scale of the gluing (encoder fixed-point) term",
+            ge=0,
+            search=(0.01, 10.0),
+        ),
         "likelihood": Hyper(
             "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
         ),
