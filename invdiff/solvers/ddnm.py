@@ -51,13 +51,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddim_coefficients, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import RCOND, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_budget, jump_schedule
@@ -77,12 +77,17 @@ class DDNM(Solver):
         # 0.20
         posterior=(PosteriorBound("cs", 30, 0.35),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(1.0, "stochasticity of the DDIM-style step (0: deterministic)", ge=0, le=1),
-        "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
-        "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
-        "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "eta": Hyper(
+                1.0, "stochasticity of the DDIM-style step (0: deterministic)", ge=0, le=1
+            ),
+            "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
+            "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
+            "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
+        },
+        "ddpm",
+    )
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
         return jump_budget(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
@@ -103,7 +108,7 @@ class DDNM(Solver):
         eta = float(hp["eta"])
         schedule = jump_schedule(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
         sigma_y = gaussian_sigma(noise)
-        levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]
+        levels = [0.0, *reversed(solver_grid(prior, steps, hp))]
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)
 

@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -57,10 +57,13 @@ class DDRM(Solver):
         # unobserved part follows the unconditional chain; measured 0.24
         posterior=(PosteriorBound("cs", 20, 0.4),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(0.85, "stochasticity of the Eq. 8 step (0: deterministic)", ge=0, le=1),
-        "eta_b": Hyper(1.0, "weight of ybar on the observed coordinates (Eq. 8)", ge=0, le=1),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "eta": Hyper(0.85, "stochasticity of the Eq. 8 step (0: deterministic)", ge=0, le=1),
+            "eta_b": Hyper(1.0, "weight of ybar on the observed coordinates (Eq. 8)", ge=0, le=1),
+        },
+        "ddpm",
+    )
 
     def __call__(
         self,
@@ -77,7 +80,7 @@ class DDRM(Solver):
         hp = self.hyperparameters(hyper)
         eta, eta_b = float(hp["eta"]), float(hp["eta_b"])
         sigma_y = gaussian_sigma(noise)
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas = solver_grid(prior, steps, hp)
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)

@@ -40,13 +40,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise
 from invdiff.operators.base import LinearOperator, Operator
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
-from invdiff.solvers.common import check_shapes, normal_like
+from invdiff.solvers.common import check_shapes, normal_like, solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 
 
@@ -65,12 +64,15 @@ class DiffPIR(Solver):
         # a solver with the component weights wrong scores > 0.4, one ignoring y 1
         posterior=(PosteriorBound("cs", 100, 0.3),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "lam": Hyper(1.0, "weight of the data proximal step (Eq. 14)", gt=0),
-        "zeta": Hyper(1.0, "share of fresh noise in the re-noising step (Eq. 15)", ge=0, le=1),
-        "cg_iterations": Hyper(20, "CG iterations of the proximal step (linear, no SVD)", ge=1),
-        "max_step": Hyper(0.5, "largest gradient step for a nonlinear operator", gt=0),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "lam": Hyper(1.0, "weight of the data proximal step (Eq. 14)", gt=0),
+            "zeta": Hyper(1.0, "share of fresh noise in the re-noising step (Eq. 15)", ge=0, le=1),
+            "cg_iterations": Hyper(20, "CG iterations of the proximal step (linear, no SVD)", ge=1),
+            "max_step": Hyper(0.5, "largest gradient step for a nonlinear operator", gt=0),
+        },
+        "ddpm",
+    )
 
     def __call__(
         self,
@@ -89,7 +91,7 @@ class DiffPIR(Solver):
         check_shapes(prior.in_shape, operator, y)
         sigma_n = float(noise.sigma)
         linear = isinstance(operator, LinearOperator)
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()  # validates steps against the grid
+        sigmas = solver_grid(prior, steps, hp)  # validates steps against the grid
         n = y.shape[0]
         with torch.no_grad():
             prox = operator.data_prox(y, iterations=hp["cg_iterations"]) if linear else None

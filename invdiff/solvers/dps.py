@@ -60,13 +60,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddpm_step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
@@ -113,12 +113,15 @@ class DPS(Solver):
         # (an honest DPS lands at 0.1-0.3 of the prior's distance); measured 0.21
         posterior=(PosteriorBound("inpainting", 100, 0.35),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0),
-        "likelihood": Hyper(
-            "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
-        ),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0),
+            "likelihood": Hyper(
+                "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
+            ),
+        },
+        "ddpm",
+    )
     differentiates_prior = True
 
     def __call__(
@@ -136,7 +139,7 @@ class DPS(Solver):
         hp = self.hyperparameters(hyper)
         zeta = float(hp["zeta"])
         likelihood = hp["likelihood"]
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas = solver_grid(prior, steps, hp)
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)

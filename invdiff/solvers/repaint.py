@@ -38,13 +38,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddpm_step, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
@@ -96,11 +96,14 @@ class RePaint(Solver):
         # (the resampling couples known and unknown pixels); measured 0.41
         posterior=(PosteriorBound("inpainting", 20, 0.55, {"jump_length": 4, "jump_n_sample": 4}),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
-        "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
-        "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
+            "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
+            "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
+        },
+        "ddpm",
+    )
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
         return jump_budget(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
@@ -121,7 +124,7 @@ class RePaint(Solver):
         schedule = jump_schedule(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
         sigma_y = gaussian_sigma(noise)
         # level index k -> sigma: 0 is clean, k = 1..steps are the prior's grid (ascending)
-        levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]
+        levels = [0.0, *reversed(solver_grid(prior, steps, hp))]
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)
         mask = operator.mask.to(device=device, dtype=y.dtype)
