@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solvers", nargs="*", default=list(SOLVERS))
     parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
     parser.add_argument("--grids", nargs="*", default=list(GRIDS))
+    parser.add_argument(
+        "--sigma-max",
+        type=float,
+        nargs="*",
+        default=None,
+        help="start levels to try for the linear and karras grids (default: each grid's own)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="text file for the table (atomic rewrites)")
@@ -69,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         f"   ({date.today().isoformat()}, threads={torch.get_num_threads()}, CPU)",
         f"# prior={args.prior}; images: Fashion-MNIST train[{start}:{TRAIN_SIZE}] (held out from "
         "the test split the benchmarks report); sigma_y as in each problem (0.05)",
-        "# psnr / lpips: mean over the images; dPSNR: paired mean difference to the ddpm grid "
-        "+- its standard error; sigma_max: each grid's default",
+        "# psnr / lpips: mean over the images; dPSNR: paired mean difference to the first row "
+        "of the cell (the ddpm grid) +- its standard error; grid:S = that grid from sigma_max "
+        "S, else each grid's default start",
         f"{'solver':<9} {'problem':<23} {'nfe':>4} {'steps':>5} {'grid':<7} {'psnr':>6} "
         f"{'lpips':>6} {'dPSNR':>14} {'wall_s':>7}",
     ]
@@ -96,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             for nfe in args.nfe:
                 steps = steps_for(solver, nfe, prior)
                 base = None
-                for grid in args.grids:
+                runs = [
+                    (grid, sigma_max)
+                    for grid in args.grids
+                    for sigma_max in (
+                        args.sigma_max if args.sigma_max and grid != "ddpm" else [None]
+                    )
+                ]
+                for grid, sigma_max in runs:
                     t0 = time.perf_counter()
                     out = invdiff.solve(
                         name,
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         steps=steps,
                         generator=torch.Generator().manual_seed(args.seed),
                         grid=grid,
+                        sigma_max=sigma_max,
                     ).clamp(-1, 1)
                     wall = time.perf_counter() - t0
                     psnr = invdiff.metrics.psnr(out, x)
@@ -115,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                         base = psnr
                     diff = psnr - base
                     se = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+                    label = grid if sigma_max is None else f"{grid}:{sigma_max:g}"
                     row = (
                         f"{name:<9} {problem_name:<23} {solver.nfe(steps, prior=prior):>4} "
-                        f"{steps:>5} {grid:<7} {float(psnr.mean()):>6.2f} {lpips:>6.3f} "
+                        f"{steps:>5} {label:<9} {float(psnr.mean()):>6.2f} {lpips:>6.3f} "
                         f"{f'{float(diff.mean()):+.2f} +- {se:.2f}':>14} {wall:>7.1f}"
                     )
                     print(row, flush=True)

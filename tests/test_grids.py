@@ -47,11 +47,13 @@ def test_grid_endpoints(prior) -> None:
     assert float(ddpm[0]) == pytest.approx(top) and float(ddpm[-1]) == pytest.approx(lo)
     karras = grid_sigmas(prior, 10, "karras")
     assert float(karras[0]) == pytest.approx(top) and float(karras[-1]) == pytest.approx(lo)
-    # linear: equal steps from the start level; the step after the last level ends at s_min
+    # linear: equal steps from the start level down to s_min (deepinv's DDRM grid)
     linear = grid_sigmas(prior, 10, "linear")
     assert float(linear[0]) == pytest.approx(LINEAR_SIGMA_MAX)
-    gaps = (linear[:-1] - linear[1:]).tolist() + [float(linear[-1]) - lo]
-    assert gaps == pytest.approx([(LINEAR_SIGMA_MAX - lo) / 10] * 10)
+    assert float(linear[-1]) == pytest.approx(lo)
+    gaps = (linear[:-1] - linear[1:]).tolist()
+    assert gaps == pytest.approx([(LINEAR_SIGMA_MAX - lo) / 9] * 9)
+    assert grid_sigmas(prior, 1, "linear").tolist() == pytest.approx([LINEAR_SIGMA_MAX])
     # a given start level, clipped to the trained range
     assert float(grid_sigmas(prior, 4, "linear", 5.0)[0]) == pytest.approx(5.0)
     assert float(grid_sigmas(prior, 4, "karras", 1e6)[0]) == pytest.approx(top)

@@ -3,17 +3,20 @@
 Two kinds, following the two families of solvers:
 
 * ``vp_indices(prior, steps)``: ``steps`` indices into the prior's own discrete grid
-  ``prior.sigmas`` (descending, from the top of the grid to its bottom), for the solvers defined
-  on the discrete VP chain (DDPM, DDIM, RePaint, DDRM, DDNM, PiGDM); nothing is interpolated.
+  ``prior.sigmas`` (descending, from the top of the grid to its bottom), for the samplers
+  defined on the discrete VP chain (DDPM, DDIM) and the solvers' ``"ddpm"`` grid; nothing is
+  interpolated.
 * ``karras_sigmas(...)``: the continuous schedule of Karras et al. 2022 ("EDM", Eq. 5),
   ``sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho``, for the ODE/SDE
   samplers and the solvers written in continuous sigma.
 
 ``grid_sigmas(prior, steps, grid, sigma_max)`` is the one place a solver's noise grid is chosen
-from a name (``GRIDS``): the strided prior grid (``"ddpm"``), sigma linear in ``steps`` equal
-steps down to the prior's smallest level (``"linear"``), or the EDM poly-7 spacing
-(``"karras"``). The priors take any continuous sigma (a pixel prior interpolates its timestep in
-``log sigma``), so every solver that walks a grid walks any of them.
+from a name (``GRIDS``): the strided prior grid (``"ddpm"``), sigma linear from a start level
+down to the prior's smallest level (``"linear"``), or the EDM poly-7 spacing (``"karras"``).
+The priors take any continuous sigma (a pixel prior interpolates its timestep in ``log
+sigma``), and the steps of ``invdiff.diffusion.steps`` go between any two levels (the DDPM
+posterior in sigma-space is a Brownian bridge), so every solver that walks a grid walks any of
+them.
 """
 
 from __future__ import annotations
@@ -89,11 +92,15 @@ def grid_sigmas(
     * ``"ddpm"``: the prior's own levels at evenly strided indices (``vp_indices``). With
       ``sigma_max = None`` this *is* ``vp_sigmas_for_steps(prior, steps)``; a given
       ``sigma_max`` strides only the levels at or below it. Needs ``steps`` <= that many levels.
-    * ``"linear"``: ``sigma_i = s_min + (S - s_min) (steps - i) / steps``, ``i = 0..steps-1``:
-      ``steps`` equal steps from ``S`` down to ``s_min``, the last of which the solvers take to
-      ``sigma = 0`` (they end on the denoiser's ``x0``), so no network evaluation is spent at
-      ``s_min`` itself. ``S`` defaults to ``LINEAR_SIGMA_MAX`` = 2 (deepinv's DDRM grid,
-      ``sigma`` from 1 to 0 on [0, 1] images, up to ``s_min``).
+    * ``"linear"``: ``sigma_i = S + (s_min - S) i / (steps - 1)``, ``i = 0..steps-1``: equal
+      steps from ``S`` down to ``s_min``, and from there the solvers' last step to ``sigma = 0``
+      (they end on the denoiser's ``x0``). ``S`` defaults to ``LINEAR_SIGMA_MAX`` = 2: deepinv's
+      DDRM grid, ``np.linspace(1, 0, steps)`` on [0, 1] images, whose last network evaluation
+      is at ``sigma = 0`` (here at ``s_min``, the smallest level the prior was trained on).
+      The grid ends at ``s_min`` rather than one step above 0 because a solver's last step
+      keeps the noise of its last level on the coordinates it does not denoise again (DDRM's
+      measured ones): ending at ``S / steps`` left 0.1 of noise there at 20 steps, more than a
+      measurement at ``sigma_y = 0.01`` carries.
     * ``"karras"``: Karras et al. 2022, Eq. 5 with ``rho`` (``karras_sigmas``) from ``S`` down to
       ``s_min``; ``S`` defaults to ``s_top``.
 
@@ -123,8 +130,9 @@ def grid_sigmas(
     default = LINEAR_SIGMA_MAX if grid == "linear" else top
     start = min(max(float(default if sigma_max is None else sigma_max), lo), top)
     if grid == "linear":
-        frac = torch.arange(steps, 0, -1, dtype=torch.float64) / steps
-        return lo + (start - lo) * frac
+        if steps == 1:
+            return torch.tensor([start], dtype=torch.float64)
+        return torch.linspace(start, lo, steps, dtype=torch.float64)
     if start <= lo:  # a one-level range: karras_sigmas needs sigma_min < sigma_max
         return torch.full((steps,), start, dtype=torch.float64)
     return karras_sigmas(lo, start, steps, rho)
