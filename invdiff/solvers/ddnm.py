@@ -31,7 +31,7 @@ s_i``, ``q`` the weight kept on ``x_t``, ``kappa_{t-1} = (1 - q) lambda_i + q ka
 exactly; the last step returns a sample of ``p(x0 | x_min)`` on the noisily measured coordinates
 (``invdiff.solvers.tweedie.last_step_spread``).
 
-This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on the prior's grid, where the
+This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on a noise grid, where the
 step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
 ``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,
 ``x_b = xhat0 + c (x_a - xhat0) / s_a + sigma_t z`` so ``a_t = 1 - c / s_a``; ``eta = 1`` is the
@@ -41,7 +41,11 @@ by the per-level VP scale.)
 Time travel (Sec. 3.4, Alg. 3): RePaint's resampling schedule (``travel_length`` levels back,
 ``travel_repeat`` times; 1 = off, the default) with forward steps ``x + sqrt(s_up^2 - s^2) z``.
 No clamping (the paper's algorithm has none).
-"""
+
+The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
+``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
+and built by ``invdiff.diffusion.grid_sigmas``; the default is ``"ddpm"``, the paper's grid (the
+other grids were not measured against it for DDNM)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,13 @@ minimises (Eq. 9 with the score-matching regulariser in its noise-residual form,
     loss(mu) = ||y - A(mu)||^2 / (2 sigma_v^2) + lam · w_t · <sg(eps_hat(x_t, t) - eps), mu>,
 
 with ``x_t = mu + sigma_t eps`` (sigma-space; the VP ``alpha_t mu + sqrt(1 - abar_t) eps``
-rescaled), ``eps ~ N(0, I)``, ``sg`` the stop-gradient and ``w_t = sigma_t / alpha_t`` (the
-inverse square-root SNR, Sec. 4.3) which is exactly our sigma-space ``sigma_t``. ``t`` sweeps
-the prior's grid from the top down (``steps`` levels, one Adam step each, Sec. 4.2).
+rescaled), ``eps ~ N(0, I)``, ``sg`` the stop-gradient and ``w_t = sigma_t / alpha_t`` (the inverse
+square-root SNR, Sec. 4.3) which is exactly our sigma-space ``sigma_t``. ``t`` sweeps the noise grid
+from the top down (``steps`` levels, one Adam step each, Sec. 4.2). The noise grid is the ``grid``
+hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with ``sigma_max``, declared once for all
+grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``) and built by
+``invdiff.diffusion.grid_sigmas``; the default is ``"ddpm"``, the paper's grid (the other grids were
+not measured against it for RED-diff).
 
 As in the released code (which produced the paper's tables), both terms are averaged over
 coordinates, the data term weighted by ``obs_weight`` (``1 / sigma_v^2`` up to that

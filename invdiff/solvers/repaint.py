@@ -11,11 +11,15 @@ and the resampling ("jumps", Eq. 9, Sec. 4.2) walks ``jump_length`` steps back u
 with the forward process ``q(x_t | x_{t-1})`` ``jump_n_sample - 1`` times at every
 ``jump_length``-th level, to harmonise the two halves. Paper setting: T = 250 levels,
 ``jump_length = 10``, ``jump_n_sample = 10`` (about ten network evaluations per level).
-``steps`` is T, the number of levels taken from the prior's grid; the number of network
+``steps`` is T, the number of levels of the noise grid; the number of network
 evaluations is about ``steps * jump_n_sample``.
 
-Everything runs in sigma-space on the prior's grid (``x_sigma = x_t / sqrt(abar_t)``; the DDPM
-posterior and the forward step ``x_up = x + sqrt(s_up^2 - s^2) z`` are exact there).
+Everything runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``; the DDPM posterior and the forward
+step ``x_up = x + sqrt(s_up^2 - s^2) z`` are exact there between any two levels, so the chain and
+its jumps stay exact on a continuous grid). The noise grid is the ``grid`` hyperparameter
+(``"ddpm"``, ``"linear"``, ``"karras"``) with ``sigma_max``, declared once for all grid-walking
+solvers (``invdiff.solvers.common.GRID_HYPERS``) and built by ``invdiff.diffusion.grid_sigmas``; the
+default is ``"ddpm"``, the paper's grid (the other grids were not measured against it for RePaint).
 
 Measurement noise (not in the paper, which assumes clean pixels): the observed pixels of ``y``
 already carry noise of standard deviation ``sigma_y``. The known half at level ``s`` is
