@@ -27,7 +27,9 @@ invdiff's ``lam`` and deepinv gets ``lambda_ = 2 lam`` (the paper's ``lambda_ = 
 solvers, e.g. ``--set grid=linear`` for the noise grid; deepinv's side is unchanged (its DDRM
 walks sigma linearly from 1 to 0 on [0, 1] images, ``grid=linear`` here; its DiffPIR strides
 the DDPM grid quadratically in the timestep). ``--problem`` and ``--steps`` take several
-values; every (problem, steps) pair is one table block.
+values; every (problem, steps) pair is one table block. The variant ``deepinv_full_noise`` runs
+deepinv's DDRM with the noise of the paper's Eq. 7-8: deepinv draws it with ``std / sqrt(2)``
+while it gives the denoiser the full level, which raises PSNR and not LPIPS.
 
     python scripts/bench_peers.py --prior runs/fmnist32-pixel/prior --images 4 --steps 50
 
@@ -101,6 +103,22 @@ def deepinv_denoiser(folder: str, prior, device):  # noqa: ANN001, ANN201
     return InvdiffDenoiser().to(device), prior.unet, "InvdiffDenoiser"
 
 
+class _FullNoiseNumpy:
+    """numpy, except ``sqrt(2.0) = 1``: deepinv's DDRM with the paper's noise level (the
+    ``deepinv_full_noise`` variant). Its only other ``np.sqrt`` is ``sqrt(1 - eta^2)``."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        import numpy
+
+        return getattr(numpy, name)
+
+    @staticmethod
+    def sqrt(value):  # noqa: ANN001, ANN205
+        import numpy
+
+        return 1.0 if value == 2.0 else numpy.sqrt(value)
+
+
 def svd_physics(op, sigma01: float, device):  # noqa: ANN001, ANN201
     """Our ``SVDOperator`` as a deepinv ``DecomposablePhysics``: ``A = U diag(s) V^T`` with the
     spectral coordinates kept at the input size ``n`` (``s`` padded with zeros), the layout
@@ -158,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         nargs="*",
         default=["fp32", "bf16", "compile", "deepinv"],
-        help="fp32, bf16, compile, channels_last and '+' joins (bf16+compile), deepinv",
+        help="fp32, bf16, compile, channels_last and '+' joins (bf16+compile), deepinv, "
+        "deepinv_full_noise (deepinv's DDRM without its 1/sqrt(2) noise factor)",
     )
     parser.add_argument("--solvers", nargs="*", default=["dps", "ddrm", "diffpir"])
     parser.add_argument(
@@ -194,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     # one prior per invdiff variant, each from the same folder (the same weights)
     priors = {}
     for v in args.variants:
-        if v == "deepinv":
+        if v.startswith("deepinv"):
             continue
         parts = v.split("+")  # e.g. bf16+compile, compile, fp32+channels_last
         precision = parts[0] if parts[0] in ("fp32", "bf16") else "fp32"
@@ -280,14 +299,23 @@ def compare(args, problem_name, steps, priors, settings, den, theirs_count, lp, 
             **hyper,
         )
 
-    def theirs(name: str, steps: int):  # noqa: ANN202
+    def theirs(name: str, steps: int, full_noise: bool = False):  # noqa: ANN202
         if name == "dps":
             model = dinv.sampling.DPS(den, num_steps=steps, device=device, dtype=torch.float32)
             return from_unit(model(y01, physics, seed=args.seed, denoise_output=False))
         torch.manual_seed(args.seed)  # deepinv's DDRM and DiffPIR draw from the global generator
         if name == "ddrm":
             model = dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, steps))
-            return from_unit(model(y01, physics, seed=args.seed))
+            if not full_noise:
+                return from_unit(model(y01, physics, seed=args.seed))
+            # deepinv's DDRM draws its noise with std / sqrt(2) (np.sqrt(2.0)) while it tells
+            # the denoiser the full level; the paper's Eq. 7-8 add the full level
+            module = sys.modules[type(model).__module__]
+            module.np = _FullNoiseNumpy()
+            try:
+                return from_unit(model(y01, physics, seed=args.seed))
+            finally:
+                module.np = np
         model = dinv.sampling.DiffPIR(
             den,
             dinv.optim.data_fidelity.L2(),
@@ -300,13 +328,13 @@ def compare(args, problem_name, steps, priors, settings, den, theirs_count, lp, 
         return from_unit(model(y01, physics, seed=args.seed))
 
     def runner(variant: str, name: str, steps: int):  # noqa: ANN202
-        if variant == "deepinv":
-            return lambda: theirs(name, steps)
+        if variant.startswith("deepinv"):
+            return lambda: theirs(name, steps, full_noise=variant == "deepinv_full_noise")
         return lambda: ours(priors[variant], name, steps, **settings.get(name, {}))
 
     def timed(variant: str, name: str, steps: int) -> tuple[torch.Tensor, float, float, int]:
         fn = runner(variant, name, steps)
-        if variant == "deepinv":
+        if variant.startswith("deepinv"):
             theirs_count.count = 0
         else:
             priors[variant].nfe = 0
@@ -319,7 +347,7 @@ def compare(args, problem_name, steps, priors, settings, den, theirs_count, lp, 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - start
-        nfe = theirs_count.count if variant == "deepinv" else priors[variant].nfe
+        nfe = theirs_count.count if variant.startswith("deepinv") else priors[variant].nfe
         return out, wall, memory.peak_mb(device), nfe
 
     for name in args.solvers:
