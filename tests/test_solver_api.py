@@ -41,7 +41,9 @@ def _solve(setup, name="ddrm", **overrides):
         ({"steps": -3}, ValueError, "steps"),
         ({"steps": 2.5}, ValueError, "steps"),
         ({"steps": "10"}, ValueError, "steps"),
-        ({"steps": 1001}, ValueError, "steps"),  # more than the prior's 1000 noise levels
+        # more than the prior's 1000 noise levels on the strided DDPM grid (a continuous grid,
+        # DDRM's default linear one, takes any number of steps)
+        ({"steps": 1001, "grid": "ddpm"}, ValueError, "steps"),
         ({"generator": None}, TypeError, "generator"),
         ({"generator": "seed"}, TypeError, "generator"),
         ({"generator": np.random.default_rng(0)}, TypeError, "generator"),

@@ -238,7 +238,13 @@ def test_requirements_are_declared():
         assert solvers[n].requires_operator is SVDOperator
     for n in BASELINES:
         assert solvers[n].requires_operator is LinearOperator
-    assert solvers["ddrm"].defaults == {"eta": 0.85, "eta_b": 1.0}
+    # the noise grid is declared too (GRID_HYPERS); DDRM's measured default is linear
+    assert solvers["ddrm"].defaults == {
+        "eta": 0.85,
+        "eta_b": 1.0,
+        "grid": "linear",
+        "sigma_max": None,
+    }
     assert (
         solvers["repaint"].defaults["jump_length"] == 10
         and solvers["repaint"].defaults["jump_n_sample"] == 10

@@ -172,7 +172,9 @@ def test_mismatches_fail_before_any_network_evaluation(tiny_pixel_prior):
         ("daps", dict(ode_steps=0), ValueError),
         ("red_diff", dict(lr=0.0), ValueError),
         ("daps", dict(bogus=1), TypeError),
-        ("diffpir", dict(steps=5000), ValueError),  # more steps than the prior's grid
+        # more steps than the prior's levels, on the strided DDPM grid (DiffPIR's default
+        # linear grid is continuous and takes any number)
+        ("diffpir", dict(steps=5000, grid="ddpm"), ValueError),
     ]
     for name, change, error in cases:
         kwargs = dict(prior=prior, operator=op, y=y, noise=Gaussian(0.05), steps=5, generator=0)

@@ -5,6 +5,9 @@ It imports only torch and ``invdiff.priors.base``; samplers and solvers build on
 """
 
 from invdiff.diffusion.schedules import (
+    GRIDS,
+    LINEAR_SIGMA_MAX,
+    grid_sigmas,
     karras_sigmas,
     prior_karras_sigmas,
     vp_indices,
@@ -21,12 +24,15 @@ from invdiff.diffusion.steps import (
 )
 
 __all__ = [
+    "GRIDS",
+    "LINEAR_SIGMA_MAX",
     "Callback",
     "Step",
     "ddim_coefficients",
     "ddim_step",
     "ddpm_step",
     "euler_step",
+    "grid_sigmas",
     "karras_sigmas",
     "prior_karras_sigmas",
     "renoise",

@@ -31,7 +31,7 @@ s_i``, ``q`` the weight kept on ``x_t``, ``kappa_{t-1} = (1 - q) lambda_i + q ka
 exactly; the last step returns a sample of ``p(x0 | x_min)`` on the noisily measured coordinates
 (``invdiff.solvers.tweedie.last_step_spread``).
 
-This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on the prior's grid, where the
+This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on a noise grid, where the
 step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
 ``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,
 ``x_b = xhat0 + c (x_a - xhat0) / s_a + sigma_t z`` so ``a_t = 1 - c / s_a``; ``eta = 1`` is the
@@ -41,7 +41,11 @@ by the per-level VP scale.)
 Time travel (Sec. 3.4, Alg. 3): RePaint's resampling schedule (``travel_length`` levels back,
 ``travel_repeat`` times; 1 = off, the default) with forward steps ``x + sqrt(s_up^2 - s^2) z``.
 No clamping (the paper's algorithm has none).
-"""
+
+The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
+``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
+and built by ``invdiff.diffusion.grid_sigmas``; the default is ``"ddpm"``, the paper's grid (the
+other grids were not measured against it for DDNM)."""
 
 from __future__ import annotations
 
@@ -51,13 +55,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddim_coefficients, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import RCOND, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_budget, jump_schedule
@@ -77,18 +81,21 @@ class DDNM(Solver):
         # 0.20
         posterior=(PosteriorBound("cs", 30, 0.35),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(
-            1.0,
-            "stochasticity of the DDIM-style step (0: deterministic)",
-            ge=0,
-            le=1,
-            search=(0.0, 1.0),
-        ),
-        "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
-        "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
-        "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "eta": Hyper(
+                1.0,
+                "stochasticity of the DDIM-style step (0: deterministic)",
+                ge=0,
+                le=1,
+                search=(0.0, 1.0),
+            ),
+            "travel_length": Hyper(1, "time-travel jump length (Sec. 3.3)", ge=1),
+            "travel_repeat": Hyper(1, "time-travel repeats per jump (1: none)", ge=1),
+            "rcond": Hyper(3e-2, "relative cut-off of singular values when y is noisy", ge=0, le=1),
+        },
+        "ddpm",
+    )
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
         return jump_budget(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
@@ -109,7 +116,7 @@ class DDNM(Solver):
         eta = float(hp["eta"])
         schedule = jump_schedule(steps, int(hp["travel_length"]), int(hp["travel_repeat"]))
         sigma_y = gaussian_sigma(noise)
-        levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]
+        levels = [0.0, *reversed(solver_grid(prior, steps, hp))]
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)
 

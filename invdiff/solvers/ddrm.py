@@ -2,9 +2,9 @@
 
 DDRM works in the spectral space of ``A = U diag(s) V^T``: ``xbar = V^T x`` and
 ``ybar = diag(s)^+ U^T y``, whose noise has standard deviation ``sigma_y / s_i`` on coordinate
-``i``. With the noise levels ``sigma_T > ... > sigma_1 > sigma_0 = 0`` taken from the prior's
-own grid (sigma-space, ``x_t = x0 + sigma_t eps``, the convention of the paper) and the
-denoiser's estimate ``xbar_theta = V^T x0(x_{t+1}, sigma_{t+1})``:
+``i``. With the noise levels ``sigma_T > ... > sigma_1 > sigma_0 = 0`` of the solver's noise grid
+(sigma-space, ``x_t = x0 + sigma_t eps``, the convention of the paper) and the denoiser's
+estimate ``xbar_theta = V^T x0(x_{t+1}, sigma_{t+1})``:
 
 Eq. 7 (start), per coordinate ``i``:
     s_i = 0:  xbar_T ~ N(0, sigma_T^2)
@@ -24,6 +24,17 @@ noisy coordinates, ``ybar`` on the noiseless observed ones. Singular values belo
 ``rcond * max(s)`` count as zero. No clamping (none in the paper's Eq. 7-8). The last step
 adds the spread of ``p(x0 | x_min)`` that the mean drops, combined with each coordinate's
 measurement noise (``invdiff.solvers.tweedie``): noiseless coordinates stay on ``ybar``.
+
+The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
+``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
+and built by ``invdiff.diffusion.grid_sigmas``; Eq. 7-8 hold between any two levels. The default is
+``grid = "linear"`` from ``sigma_max = 2`` (sigma 1 on [0, 1] images, deepinv's DDRM grid) down
+to the prior's smallest level: on held-out Fashion-MNIST images it beat the strided DDPM grid
+of the paper's code by 0.7-1.5 dB on random70 and 0.1-0.7 dB on sr4 at 20-100 NFE, and lost
+0.3-0.7 dB on Gaussian deblurring at 50-100 NFE (0.4 dB better on average, LPIPS lower or equal
+in 8 of 9 cells; ``benchmarks/results/grids/``). ``grid = "ddpm"`` is the paper's. On the
+Gaussian-mixture test bed the linear grid is also closer to the exact posterior (compressed
+sensing, 20 steps: 0.16 of the prior's distance against 0.24).
 """
 
 from __future__ import annotations
@@ -34,12 +45,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
 
@@ -54,25 +65,29 @@ class DDRM(Solver):
     contract = ContractSetting(
         steps=8,
         # the paper's 20 steps: exact noise bookkeeping per spectral coordinate, but the
-        # unobserved part follows the unconditional chain; measured 0.24
+        # unobserved part follows the unconditional chain; measured 0.16 on the default linear
+        # grid (0.24 on the ddpm grid)
         posterior=(PosteriorBound("cs", 20, 0.4),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "eta": Hyper(
-            0.85,
-            "stochasticity of the Eq. 8 step (0: deterministic)",
-            ge=0,
-            le=1,
-            search=(0.0, 1.0),
-        ),
-        "eta_b": Hyper(
-            1.0,
-            "weight of ybar on the observed coordinates (Eq. 8)",
-            ge=0,
-            le=1,
-            search=(0.0, 1.0),
-        ),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "eta": Hyper(
+                0.85,
+                "stochasticity of the Eq. 8 step (0: deterministic)",
+                ge=0,
+                le=1,
+                search=(0.0, 1.0),
+            ),
+            "eta_b": Hyper(
+                1.0,
+                "weight of ybar on the observed coordinates (Eq. 8)",
+                ge=0,
+                le=1,
+                search=(0.0, 1.0),
+            ),
+        },
+        "linear",
+    )
 
     def __call__(
         self,
@@ -89,7 +104,7 @@ class DDRM(Solver):
         hp = self.hyperparameters(hyper)
         eta, eta_b = float(hp["eta"]), float(hp["eta_b"])
         sigma_y = gaussian_sigma(noise)
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas = solver_grid(prior, steps, hp)
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device
         dim = math.prod(prior.in_shape)

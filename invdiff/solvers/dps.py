@@ -1,7 +1,7 @@
 """Diffusion Posterior Sampling (Chung et al. 2023, "Diffusion Posterior Sampling for General
 Noisy Inverse Problems", ICLR; Algorithms 1 and 2).
 
-DPS runs ancestral DDPM steps (Ho et al. 2020, Eq. 6-7) on the prior's own VP grid and, after
+DPS runs ancestral DDPM steps (Ho et al. 2020, Eq. 6-7) on a noise grid and, after
 each step, moves the iterate down the gradient of the measurement misfit evaluated at the
 Tweedie estimate ``x0_hat(x_t)`` (Eq. 16), differentiating through the network:
 
@@ -50,7 +50,14 @@ paper, taken on VP iterates, becomes
 ``sqrt(1 + s_b^2)`` times larger in sigma-space. The chain starts from the paper's
 ``x_T ~ N(0, I)``, i.e. ``x_sigma ~ N(0, (1 + s_T^2) I)``, and the last step (to sigma = 0)
 returns the guided ``x0_hat``. No clamping (the paper's algorithm has none).
-"""
+
+The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
+``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
+and built by ``invdiff.diffusion.grid_sigmas``; the default is ``"ddpm"``, the paper's grid (the
+other grids were not measured against it for DPS). The DDPM posterior above is the Brownian bridge
+between *any* two levels ``s_a > s_b`` (``invdiff.diffusion.ddpm_step``), so the ancestral chain
+stays exact on a continuous grid; the VP scales ``sqrt(1 + s^2)`` of the paper's step are defined at
+any level too."""
 
 from __future__ import annotations
 
@@ -60,13 +67,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddpm_step
 from invdiff.noise import Gaussian, Noise, Poisson
 from invdiff.operators.base import LinearOperator, Operator, operator_norm_sq
 from invdiff.priors.base import Prior, posterior_variance
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import posterior_mean_shift
 
@@ -113,12 +120,17 @@ class DPS(Solver):
         # (an honest DPS lands at 0.1-0.3 of the prior's distance); measured 0.21
         posterior=(PosteriorBound("inpainting", 100, 0.35),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "zeta": Hyper(1.0, "step scale of the data gradient (App. C.4)", ge=0, search=(0.1, 10.0)),
-        "likelihood": Hyper(
-            "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
-        ),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "zeta": Hyper(
+                1.0, "step scale of the data gradient (App. C.4)", ge=0, search=(0.1, 10.0)
+            ),
+            "likelihood": Hyper(
+                "gaussian", "the data step: noise-aware or the paper's", choices=LIKELIHOODS
+            ),
+        },
+        "ddpm",
+    )
     differentiates_prior = True
 
     def __call__(
@@ -136,7 +148,7 @@ class DPS(Solver):
         hp = self.hyperparameters(hyper)
         zeta = float(hp["zeta"])
         likelihood = hp["likelihood"]
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas = solver_grid(prior, steps, hp)
         sigmas_next = sigmas[1:] + [0.0]
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)

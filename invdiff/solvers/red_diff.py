@@ -7,9 +7,13 @@ minimises (Eq. 9 with the score-matching regulariser in its noise-residual form,
     loss(mu) = ||y - A(mu)||^2 / (2 sigma_v^2) + lam · w_t · <sg(eps_hat(x_t, t) - eps), mu>,
 
 with ``x_t = mu + sigma_t eps`` (sigma-space; the VP ``alpha_t mu + sqrt(1 - abar_t) eps``
-rescaled), ``eps ~ N(0, I)``, ``sg`` the stop-gradient and ``w_t = sigma_t / alpha_t`` (the
-inverse square-root SNR, Sec. 4.3) which is exactly our sigma-space ``sigma_t``. ``t`` sweeps
-the prior's grid from the top down (``steps`` levels, one Adam step each, Sec. 4.2).
+rescaled), ``eps ~ N(0, I)``, ``sg`` the stop-gradient and ``w_t = sigma_t / alpha_t`` (the inverse
+square-root SNR, Sec. 4.3) which is exactly our sigma-space ``sigma_t``. ``t`` sweeps the noise grid
+from the top down (``steps`` levels, one Adam step each, Sec. 4.2). The noise grid is the ``grid``
+hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with ``sigma_max``, declared once for all
+grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``) and built by
+``invdiff.diffusion.grid_sigmas``; the default is ``"ddpm"``, the paper's grid (the other grids were
+not measured against it for RED-diff).
 
 As in the released code (which produced the paper's tables), both terms are averaged over
 coordinates, the data term weighted by ``obs_weight`` (``1 / sigma_v^2`` up to that
@@ -32,13 +36,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import RCOND, LinearOperator, Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
-from invdiff.solvers.common import check_shapes, normal_like
+from invdiff.solvers.common import check_shapes, normal_like, solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
 
 
@@ -54,16 +57,23 @@ class REDDiff(Solver):
         # a variational mode seeker (a Dirac q), so not exact; measured 0.21 at 100 steps
         posterior=(PosteriorBound("cs", 100, 0.3),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "lam": Hyper(0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0, search=(0.01, 2.0)),
-        "lr": Hyper(0.25, "Adam learning rate", gt=0, search=(0.01, 1.0)),
-        "obs_weight": Hyper(1.0, "weight of the measurement term at sigma_ref", ge=0),
-        "sigma_ref": Hyper(0.05, "noise level at which obs_weight is set", gt=0),
-        "beta1": Hyper(0.9, "Adam first-moment decay", ge=0, lt=1),
-        "beta2": Hyper(0.99, "Adam second-moment decay", ge=0, lt=1),
-        "adam_eps": Hyper(1e-8, "Adam denominator floor", gt=0),
-        "rcond": Hyper(3e-2, "relative singular-value cut-off of the initial A^+ y", ge=0, le=1),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "lam": Hyper(
+                0.25, "weight of the denoiser (RED) term (Eq. 9)", ge=0, search=(0.01, 2.0)
+            ),
+            "lr": Hyper(0.25, "Adam learning rate", gt=0, search=(0.01, 1.0)),
+            "obs_weight": Hyper(1.0, "weight of the measurement term at sigma_ref", ge=0),
+            "sigma_ref": Hyper(0.05, "noise level at which obs_weight is set", gt=0),
+            "beta1": Hyper(0.9, "Adam first-moment decay", ge=0, lt=1),
+            "beta2": Hyper(0.99, "Adam second-moment decay", ge=0, lt=1),
+            "adam_eps": Hyper(1e-8, "Adam denominator floor", gt=0),
+            "rcond": Hyper(
+                3e-2, "relative singular-value cut-off of the initial A^+ y", ge=0, le=1
+            ),
+        },
+        "ddpm",
+    )
 
     def __call__(
         self,
@@ -80,7 +90,7 @@ class REDDiff(Solver):
         hp = self.hyperparameters(hyper)
         b1, b2 = float(hp["beta1"]), float(hp["beta2"])
         check_shapes(prior.in_shape, operator, y)
-        sigmas = vp_sigmas_for_steps(prior, steps).tolist()
+        sigmas = solver_grid(prior, steps, hp)
         lam, lr, eps_adam = float(hp["lam"]), float(hp["lr"]), float(hp["adam_eps"])
         n = y.shape[0]
         dim = math.prod(prior.in_shape)

@@ -11,11 +11,15 @@ and the resampling ("jumps", Eq. 9, Sec. 4.2) walks ``jump_length`` steps back u
 with the forward process ``q(x_t | x_{t-1})`` ``jump_n_sample - 1`` times at every
 ``jump_length``-th level, to harmonise the two halves. Paper setting: T = 250 levels,
 ``jump_length = 10``, ``jump_n_sample = 10`` (about ten network evaluations per level).
-``steps`` is T, the number of levels taken from the prior's grid; the number of network
+``steps`` is T, the number of levels of the noise grid; the number of network
 evaluations is about ``steps * jump_n_sample``.
 
-Everything runs in sigma-space on the prior's grid (``x_sigma = x_t / sqrt(abar_t)``; the DDPM
-posterior and the forward step ``x_up = x + sqrt(s_up^2 - s^2) z`` are exact there).
+Everything runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``; the DDPM posterior and the forward
+step ``x_up = x + sqrt(s_up^2 - s^2) z`` are exact there between any two levels, so the chain and
+its jumps stay exact on a continuous grid). The noise grid is the ``grid`` hyperparameter
+(``"ddpm"``, ``"linear"``, ``"karras"``) with ``sigma_max``, declared once for all grid-walking
+solvers (``invdiff.solvers.common.GRID_HYPERS``) and built by ``invdiff.diffusion.grid_sigmas``; the
+default is ``"ddpm"``, the paper's grid (the other grids were not measured against it for RePaint).
 
 Measurement noise (not in the paper, which assumes clean pixels): the observed pixels of ``y``
 already carry noise of standard deviation ``sigma_y``. The known half at level ``s`` is
@@ -38,13 +42,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.schedules import vp_sigmas_for_steps
 from invdiff.diffusion.steps import ddpm_step, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
 from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
+from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.tweedie import last_step_spread, measured_spread
@@ -96,11 +100,14 @@ class RePaint(Solver):
         # (the resampling couples known and unknown pixels); measured 0.41
         posterior=(PosteriorBound("inpainting", 20, 0.55, {"jump_length": 4, "jump_n_sample": 4}),),
     )
-    hypers: ClassVar[dict[str, Hyper]] = {
-        "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
-        "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
-        "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
-    }
+    hypers: ClassVar[dict[str, Hyper]] = with_grid(
+        {
+            "jump_length": Hyper(10, "levels walked back up per resampling jump (Sec. 4.2)", ge=1),
+            "jump_n_sample": Hyper(10, "visits of each jump level (1: no resampling)", ge=1),
+            "clip_x0": Hyper(True, "clamp the denoiser output to [-1, 1] (reference code)"),
+        },
+        "ddpm",
+    )
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
         return jump_budget(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
@@ -121,7 +128,7 @@ class RePaint(Solver):
         schedule = jump_schedule(steps, int(hp["jump_length"]), int(hp["jump_n_sample"]))
         sigma_y = gaussian_sigma(noise)
         # level index k -> sigma: 0 is clean, k = 1..steps are the prior's grid (ascending)
-        levels = [0.0, *reversed(vp_sigmas_for_steps(prior, steps).tolist())]
+        levels = [0.0, *reversed(solver_grid(prior, steps, hp))]
         n, device = y.shape[0], y.device
         shape = (n, *prior.in_shape)
         mask = operator.mask.to(device=device, dtype=y.dtype)
