@@ -17,7 +17,7 @@ from torch import Tensor
 
 from invdiff.priors.base import LatentPrior
 from invdiff.priors.kinds import register
-from invdiff.priors.network import NetworkOptions, NetworkRunner
+from invdiff.priors.network import NetworkOptions, NetworkRunner, weight_dtype
 from invdiff.priors.pixel import PixelPrior
 
 
@@ -68,14 +68,16 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
         """Image in [-1, 1] ``N x C x H x W`` -> scaled latent mean ``N x c x h x w``."""
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"x must be N x {self.image_shape}, got {tuple(x.shape)}")
-        mean = self._encode_runner(x.to(self.vae.dtype), output=_latent_mean)
+        mean = self._encode_runner(x.to(weight_dtype(self.vae)), output=_latent_mean)
         return (mean * self.scaling_factor).to(x.dtype)
 
     def decode(self, z: Tensor) -> Tensor:
         """Scaled latent -> image in [-1, 1] (not clamped, so gradients stay informative)."""
         if tuple(z.shape[1:]) != tuple(self.in_shape):
             raise ValueError(f"z must be N x {tuple(self.in_shape)}, got {tuple(z.shape)}")
-        out = self._decode_runner((z / self.scaling_factor).to(self.vae.dtype), output=_decoded)
+        out = self._decode_runner(
+            (z / self.scaling_factor).to(weight_dtype(self.vae)), output=_decoded
+        )
         return out.to(z.dtype)
 
     def _apply_network_options(self, options: NetworkOptions) -> None:

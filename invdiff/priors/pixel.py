@@ -16,7 +16,7 @@ from torch import Tensor
 
 from invdiff.priors.base import Prior
 from invdiff.priors.kinds import register
-from invdiff.priors.network import NetworkOptions, NetworkRunner
+from invdiff.priors.network import NetworkOptions, NetworkRunner, weight_dtype
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -163,6 +163,7 @@ class PixelPrior(Prior):
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         t = self.timestep_for_sigma(sigma).to(torch.float32)
         inp = self.network_input(x, sigma, cond)
+        dtype = weight_dtype(self.unet)
         kwargs = {}
         labels = self.class_labels
         if labels is None and self.unet.config.num_class_embeds:
@@ -171,9 +172,9 @@ class PixelPrior(Prior):
         if labels is not None:
             kwargs["class_labels"] = labels.to(x.device).expand(x.shape[0])
         if self.encoder_hidden_states is not None:
-            hidden = self.encoder_hidden_states.to(x.device, self.unet.dtype)
+            hidden = self.encoder_hidden_states.to(x.device, dtype)
             kwargs["encoder_hidden_states"] = hidden.expand(x.shape[0], *hidden.shape[1:])
-        out = self._unet_runner(inp.to(self.unet.dtype), t, output=_sample, **kwargs).to(x.dtype)
+        out = self._unet_runner(inp.to(dtype), t, output=_sample, **kwargs).to(x.dtype)
         return x0_from_output(self.prediction_type, x, sigma, out)
 
     def _apply_network_options(self, options: NetworkOptions) -> None:
