@@ -40,7 +40,7 @@ def test_search_spaces_are_declared_and_valid():
 def test_candidates_start_at_the_defaults_and_are_reproducible():
     first = candidates("diffpir", 6, seed=3)
     assert first == candidates("diffpir", 6, seed=3) != candidates("diffpir", 6, seed=4)
-    assert first[0] == {"lam": 1.0, "zeta": 1.0} and len(first) == 6
+    assert first[0] == {"lam": 1.0, "zeta": 1.0, "grid": "linear"} and len(first) == 6
     assert len({json.dumps(c, sort_keys=True) for c in first}) == 6
     lams = [c["lam"] for c in first[1:]]
     assert all(0.1 <= v <= 20 for v in lams)
@@ -105,7 +105,7 @@ def test_tune_keeps_the_best_candidate_and_records_how(tiny):
     assert entry.hyper == winner["hyper"]
     # rungs (4 candidates, 1 image), (2, 2), (1, 4): one batch per rung and candidate, 3 NFE each
     assert entry.nfe_spent == 3 * (4 + 2 + 1)
-    assert entry.search == {"eta": [0.0, 1.0]}
+    assert entry.search == {"eta": [0.0, 1.0], "grid": ["ddpm", "linear", "karras"]}
 
 
 def test_the_table_round_trips_and_refuses_what_it_cannot_read(tmp_path):
