@@ -439,13 +439,16 @@ def _solvers(
             (f"{tag}.per_problem.{p}", {**entry["hyper"], **hp})
             for p, hp in entry["per_problem"].items()
         ]
+        valid = []  # the settings whose hyperparameters hold: their budgets are checked next
         for key, hyper in checks:
             try:
                 solver.hyperparameters(dict(hyper))
             except HyperparameterError as err:
                 where, value = (f"{key}.{err.key}", hyper[err.key]) if err.key else (key, hyper)
                 errors.append(f"{where} = {value!r} ({label}): {err}")
-        for budget_label, steps, nfe in _budgets(entry, tag, label, checks, solver, errors):
+            else:
+                valid.append((key, hyper))
+        for budget_label, steps, nfe in _budgets(entry, tag, label, valid, solver, errors):
             specs.append(
                 SolverSpec(
                     budget_label,
@@ -472,7 +475,7 @@ def _budgets(
 ) -> list[tuple[str, int | None, int | None]]:
     """``(label, steps, nfe)`` per budget of one entry: its ``steps``, or each of its ``nfe``
     (a list sweeps, labelled ``LABEL-nfeN``). Each budget must buy at least one step of the
-    solver with every problem's hyperparameters (checked here, before anything loads)."""
+    solver with every problem's valid hyperparameters (checked here, before anything loads)."""
     if ("steps" in entry) == ("nfe" in entry):
         errors.append(
             f"{tag} ({label}): give steps (the solver's own unit) or nfe (network "
@@ -494,8 +497,6 @@ def _budgets(
         for key, hyper in checks:
             try:
                 solver.steps_for_nfe(nfe, **hyper)
-            except HyperparameterError:
-                pass  # reported with the hyperparameters above
             except ValueError as err:
                 errors.append(f"{tag}.nfe = {nfe} ({label}, {key}): {err}")
                 break

@@ -95,6 +95,7 @@ def _tune_suite(args: argparse.Namespace) -> int:
     if suite.tuned_table is None:
         raise ValueError(f"suite {suite.name!r} names no tuned_table")
     done = skipped = 0
+    loaded: dict[str, Any] = {}  # prior name -> the prior, loaded once for all its pairs
     for spec in (s for s in suite.solvers if s.tuned):
         solver = solvers.get(spec.name)
         budget = Budget(nfe=spec.nfe, steps=spec.steps)
@@ -119,7 +120,9 @@ def _tune_suite(args: argparse.Namespace) -> int:
             except SolverMismatchError:
                 continue  # the suite leaves this pair out (skip_incompatible)
             fixed = spec.hyper_for(problem.name)
-            _tune_one(args, problem, spec.name, prior_name, budget, fixed, suite.tuned_table)
+            _tune_one(
+                args, problem, spec.name, prior_name, budget, fixed, suite.tuned_table, loaded
+            )
             done += 1
     print(f"tuned {done} setting(s); {skipped} already in {suite.tuned_table}")
     return 0
@@ -141,7 +144,10 @@ def _tune_one(
     budget: Any,
     fixed: dict[str, Any],
     table_path: Path,
+    loaded: dict[str, Any] | None = None,
 ) -> None:
+    """One tuning run, its entry written to ``table_path``; ``loaded`` keeps the priors a
+    ``--suite`` run has loaded, so that each is read once."""
     from invdiff import data, priors, solvers
     from invdiff.bench.tuning import TunedTable, official_indices, tune
     from invdiff.cli.solve import _prior_kind, check_prior_fits
@@ -163,16 +169,18 @@ def _tune_one(
         raise ValueError(f"--images {args.images}: the {args.split} split has {len(dataset)}")
     indices = list(range(args.images))
     validation = {"dataset": problem.dataset, "split": args.split, "indices": indices}
-    if args.split == "test" or not official_indices(
-        problem.dataset, args.split, indices
-    ).isdisjoint(official_indices(problem.dataset, "test", range(9000))):
+    tested = official_indices(problem.dataset, "test", range(9000))
+    if not official_indices(problem.dataset, args.split, indices).isdisjoint(tested):
         print(
             f"invdiff tune: warning: split {args.split!r} overlaps the test images tables "
             "report on; tune on `val`",
             file=sys.stderr,
         )
-    prior = priors.load(prior_name, device=args.device)
-    prior.configure(**dataclasses.asdict(NetworkOptions()))
+    loaded = {} if loaded is None else loaded
+    if str(prior_name) not in loaded:
+        loaded[str(prior_name)] = priors.load(prior_name, device=args.device)
+        loaded[str(prior_name)].configure(**dataclasses.asdict(NetworkOptions()))
+    prior = loaded[str(prior_name)]
     images = dataset.images(indices).to(args.device)
 
     def note(text: str) -> None:
