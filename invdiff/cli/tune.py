@@ -16,7 +16,10 @@ created or updated atomically); a suite entry with ``tuned = true`` runs with th
 
 ``--suite`` tunes every (solver, problem, budget) a suite runs with ``tuned = true`` (the
 suite's hyperparameters held fixed, its ``tuned_table`` written after each one), skipping the
-ones the table already holds: an interrupted run resumes where it stopped.
+ones the table already holds: an interrupted run resumes where it stopped. With ``--suite``,
+``--solver`` and ``--problem`` (comma-separated names) narrow the run to those entries, e.g.
+to share the work between machines or to re-tune one solver after a change
+(``--retune`` replaces the entries the table holds instead of skipping them).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="hold a value fixed"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--retune", action="store_true", help="with --suite: replace entries already tuned"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.suite is not None:
-        if args.solver or args.problem or args.nfe or args.steps or args.set:
-            raise ValueError("--suite takes the solvers, problems and budgets from the suite")
+        if args.nfe or args.steps or args.set:
+            raise ValueError(
+                "--suite takes the budgets and fixed values from the suite "
+                "(--solver and --problem narrow it to some of its entries)"
+            )
         return _tune_suite(args)
     missing = [o for o, v in (("--solver", args.solver), ("--problem", args.problem)) if not v]
     missing += ["--nfe or --steps"] if args.nfe is None and args.steps is None else []
@@ -94,13 +103,19 @@ def _tune_suite(args: argparse.Namespace) -> int:
     suite = load(args.suite)
     if suite.tuned_table is None:
         raise ValueError(f"suite {suite.name!r} names no tuned_table")
+    only_solvers = _names(args.solver, {s.name for s in suite.solvers if s.tuned}, "solver")
+    only_problems = _names(args.problem, {p.name for p in suite.problems}, "problem")
     done = skipped = 0
     loaded: dict[str, Any] = {}  # prior name -> the prior, loaded once for all its pairs
     for spec in (s for s in suite.solvers if s.tuned):
+        if only_solvers is not None and spec.name not in only_solvers:
+            continue
         solver = solvers.get(spec.name)
         budget = Budget(nfe=spec.nfe, steps=spec.steps)
         for problem in suite.problems:
             if spec.problems is not None and problem.name not in spec.problems:
+                continue
+            if only_problems is not None and problem.name not in only_problems:
                 continue
             if spec.prior is not None and spec.prior not in PRIOR_KINDS:
                 prior_name = spec.prior  # a prior named by the entry itself
@@ -112,7 +127,8 @@ def _tune_suite(args: argparse.Namespace) -> int:
             table = (
                 TunedTable.load(suite.tuned_table) if suite.tuned_table.is_file() else TunedTable()
             )
-            if (spec.name, problem.name, str(prior_name), budget.key()) in table.entries:
+            key = (spec.name, problem.name, str(prior_name), budget.key())
+            if key in table.entries and not args.retune:
                 skipped += 1
                 continue
             try:
@@ -126,6 +142,19 @@ def _tune_suite(args: argparse.Namespace) -> int:
             done += 1
     print(f"tuned {done} setting(s); {skipped} already in {suite.tuned_table}")
     return 0
+
+
+def _names(given: str | None, known: set[str], what: str) -> set[str] | None:
+    """The comma-separated ``given`` names, each one the suite tunes; None for all."""
+    if not given:
+        return None
+    names = {n.strip() for n in given.split(",") if n.strip()}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(
+            f"the suite tunes no {what} {', '.join(unknown)}; it tunes {', '.join(sorted(known))}"
+        )
+    return names
 
 
 def _prior_type(prior_name: str | None):  # noqa: ANN202 - a Prior class
