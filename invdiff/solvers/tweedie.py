@@ -62,3 +62,29 @@ def measured_spread(spread: float, level: Tensor) -> Tensor:
     level = torch.where(finite, level, torch.ones_like(level))
     combined = spread * level / (spread**2 + level**2).sqrt().clamp_min(1e-30)
     return torch.where(finite, combined, torch.full_like(level, spread))
+
+
+def exchange_measurement(
+    x0_hat: Tensor, x_a: Tensor, sigma_a: float, ybar: Tensor, level: Tensor, sigma_data: float
+) -> tuple[Tensor, Tensor]:
+    """``E[x0 | ybar]`` and ``sqrt(Var(x0 | ybar))`` per coordinate from the denoiser's
+    ``x0_hat = E[x0 | x_a]``, where ``x_a = ybar + sqrt(sigma_a^2 - level^2) z`` was built from
+    the measurement ``ybar`` (noise ``level``): ``x_a`` then knows nothing of ``x0`` that
+    ``ybar`` does not, but the denoiser read it at the coarser level ``sigma_a``.
+
+    In the Gaussian view of the last-step spread (``Var(x0 | x_a) = v``, ``1 / v = 1 /
+    sigma_data^2 + 1 / sigma_a^2``), ``x0_hat / v = prior term + x_a / sigma_a^2``; swapping the
+    evidence of ``x_a`` for that of ``ybar`` gives, with ``1 / v' = 1 / sigma_data^2 + 1 /
+    level^2``,
+
+        E[x0 | ybar] = x0_hat + v' ((x0_hat - x_a) / sigma_a^2 + (ybar - x0_hat) / level^2),
+
+    ``ybar`` for a noiseless coordinate and ``x0_hat`` when ``level = sigma_a``; the spread is
+    ``sqrt(v')``. A chain whose grid steps from ``sigma_a`` straight past ``level`` (a coarse
+    grid, or the last step to 0) would otherwise keep the denoiser's estimate at ``sigma_a``
+    and miss ``y`` by up to ``sigma_a / level`` times the posterior's spread.
+    """
+    level = level.clamp_min(1e-30)
+    v_new = 1.0 / (1.0 / sigma_data**2 + 1.0 / level**2)
+    mean = x0_hat + v_new * ((x0_hat - x_a) / sigma_a**2 + (ybar - x0_hat) / level**2)
+    return mean, v_new.sqrt()
