@@ -226,3 +226,10 @@ def test_tune_suite_fills_the_table_and_resumes(tmp_path, capsys):
     assert "tuned 2 setting(s); 0 already" in capsys.readouterr().out
     assert main(argv) == 0
     assert "tuned 0 setting(s); 2 already" in capsys.readouterr().out
+    # narrowed to one problem: only its entry is redone with --retune
+    assert main([*argv, "--problem", "fmnist-sr4", "--retune"]) == 0
+    assert "tuned 1 setting(s); 0 already" in capsys.readouterr().out
+    assert main([*argv, "--solver", "dps"]) != 0
+    assert "tunes no solver dps; it tunes ddrm" in capsys.readouterr().err
+    assert main([*argv, "--nfe", "4"]) != 0
+    assert "takes the budgets" in capsys.readouterr().err
