@@ -137,11 +137,37 @@ def test_tweedie_cap_binds_only_on_a_spurious_jacobian():
 @pytest.mark.parametrize("kind", ["sr2", "cs"])
 @pytest.mark.parametrize("sigma_y", SIGMA_YS)
 @pytest.mark.parametrize("mixture", ["m16", "m24"])
-def test_ddrm_fits_y_on_a_coarse_grid(kind, sigma_y, mixture):
-    """DDRM's 20 steps jump from a level well above sigma_y / s_i to one below it: the
+@pytest.mark.parametrize(("name", "steps"), [("ddrm", 20), ("ddnm", 50)])
+def test_svd_samplers_fit_y_on_a_coarse_grid(name, steps, kind, sigma_y, mixture):
+    """DDRM's and DDNM's grids jump from a level well above sigma_y / s_i to one below it: the
     observed coordinates must still fit y as the exact posterior's samples do (before
-    ``tweedie.exchange_measurement`` they missed it by 2.6-5.2x at sigma_y = 0.01)."""
+    ``tweedie.exchange_measurement`` they missed it by 2.5-5.2x at sigma_y = 0.01)."""
     problem = make_problem(kind, sigma_y, prior=make_gmm_prior(mixture), truth=1)
-    fit = posterior_fit("ddrm", problem, n=N, steps=20)
+    fit = posterior_fit(name, problem, n=N, steps=steps)
     assert 0.7 < fit.residual < 1.4, fit
     assert fit.ratio < 1.0
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.5, 1.0])
+def test_exchange_measurement_is_the_gaussian_posterior(kappa):
+    """For a Gaussian prior and the exact denoiser, ``exchange_measurement`` is E[x0 | x_a,
+    ybar] and its spread: checked against the least-squares regression of x0 on (x_a, ybar)."""
+    from invdiff.solvers.tweedie import exchange_measurement
+
+    g = torch.Generator().manual_seed(0)
+    n, mean0, sd, sa, level = 200_000, 0.2, 0.5, 0.1, 0.03
+
+    def draw(scale: float) -> torch.Tensor:
+        return scale * torch.randn(n, generator=g, dtype=torch.float64)
+
+    x0, noise = mean0 + draw(sd), draw(level)
+    ybar = x0 + noise
+    x_a = x0 + kappa * noise + draw((sa**2 - kappa**2 * level**2) ** 0.5)
+    x0_hat = mean0 + sd**2 / (sd**2 + sa**2) * (x_a - mean0)  # the exact denoiser
+    got, spread = exchange_measurement(
+        x0_hat, x_a, sa, ybar, torch.full_like(x_a, level), sd, kappa
+    )
+    design = torch.stack([torch.ones_like(x_a), x_a, ybar], 1)
+    fitted = design @ torch.linalg.lstsq(design, x0[:, None]).solution[:, 0]
+    assert (got - fitted).abs().max() < 1e-3
+    assert abs(float(spread[0]) - float((x0 - fitted).std())) < 3e-4

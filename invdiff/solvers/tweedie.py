@@ -65,26 +65,40 @@ def measured_spread(spread: float, level: Tensor) -> Tensor:
 
 
 def exchange_measurement(
-    x0_hat: Tensor, x_a: Tensor, sigma_a: float, ybar: Tensor, level: Tensor, sigma_data: float
+    x0_hat: Tensor,
+    x_a: Tensor,
+    sigma_a: float,
+    ybar: Tensor,
+    level: Tensor,
+    sigma_data: float,
+    kappa: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """``E[x0 | ybar]`` and ``sqrt(Var(x0 | ybar))`` per coordinate from the denoiser's
-    ``x0_hat = E[x0 | x_a]``, where ``x_a = ybar + sqrt(sigma_a^2 - level^2) z`` was built from
-    the measurement ``ybar`` (noise ``level``): ``x_a`` then knows nothing of ``x0`` that
-    ``ybar`` does not, but the denoiser read it at the coarser level ``sigma_a``.
+    """``E[x0 | x_a, ybar]`` and its standard deviation per coordinate, from the denoiser's
+    ``x0_hat = E[x0 | x_a]`` and a measurement ``ybar = x0 + n`` (``n`` of std ``level``) whose
+    noise the iterate already carries: ``x_a = x0 + kappa n + w``, ``w`` fresh noise of variance
+    ``sigma_a^2 - kappa^2 level^2``. ``kappa = 1`` is an iterate built as ``ybar`` plus noise
+    (DDRM's hard branch), which knows nothing of ``x0`` that ``ybar`` does not; ``kappa = 0``
+    an iterate independent of ``n``.
 
     In the Gaussian view of the last-step spread (``Var(x0 | x_a) = v``, ``1 / v = 1 /
-    sigma_data^2 + 1 / sigma_a^2``), ``x0_hat / v = prior term + x_a / sigma_a^2``; swapping the
-    evidence of ``x_a`` for that of ``ybar`` gives, with ``1 / v' = 1 / sigma_data^2 + 1 /
-    level^2``,
+    sigma_data^2 + 1 / sigma_a^2``), ``x0_hat / v = p + x_a / sigma_a^2`` with ``p`` the prior's
+    term. ``ybar`` and ``(x_a - kappa ybar) / (1 - kappa)`` are independent measurements of
+    ``x0``, so with ``f = sigma_a^2 - kappa^2 level^2``
 
-        E[x0 | ybar] = x0_hat + v' ((x0_hat - x_a) / sigma_a^2 + (ybar - x0_hat) / level^2),
+        P    = 1 / sigma_data^2 + 1 / level^2 + (1 - kappa)^2 / f
+        mean = (p + ybar / level^2 + (1 - kappa) (x_a - kappa ybar) / f) / P,   std = P^(-1/2);
 
-    ``ybar`` for a noiseless coordinate and ``x0_hat`` when ``level = sigma_a``; the spread is
-    ``sqrt(v')``. A chain whose grid steps from ``sigma_a`` straight past ``level`` (a coarse
-    grid, or the last step to 0) would otherwise keep the denoiser's estimate at ``sigma_a``
-    and miss ``y`` by up to ``sigma_a / level`` times the posterior's spread.
+    for ``kappa = 1``: ``mean = x0_hat + v' ((x0_hat - x_a) / sigma_a^2 + (ybar - x0_hat) /
+    level^2)``, ``1 / v' = 1 / sigma_data^2 + 1 / level^2``; ``ybar`` for a noiseless coordinate.
+    A chain whose grid steps from ``sigma_a`` straight past ``level`` (a coarse grid, or the
+    last step to 0) would otherwise keep the denoiser's estimate at ``sigma_a`` and miss ``y``
+    by up to ``sigma_a / level`` times the posterior's spread.
     """
     level = level.clamp_min(1e-30)
-    v_new = 1.0 / (1.0 / sigma_data**2 + 1.0 / level**2)
-    mean = x0_hat + v_new * ((x0_hat - x_a) / sigma_a**2 + (ybar - x0_hat) / level**2)
-    return mean, v_new.sqrt()
+    kappa = torch.as_tensor(kappa, dtype=level.dtype, device=level.device)
+    prior_term = x0_hat * (1.0 / sigma_data**2 + 1.0 / sigma_a**2) - x_a / sigma_a**2
+    fresh = (sigma_a**2 - kappa**2 * level**2).clamp_min(1e-30)
+    coherent = torch.where(kappa < 1, (1 - kappa) / fresh, torch.zeros_like(fresh))
+    precision = 1.0 / sigma_data**2 + 1.0 / level**2 + (1 - kappa) * coherent
+    numerator = prior_term + ybar / level**2 + coherent * (x_a - kappa * ybar)
+    return numerator / precision, precision.rsqrt()
