@@ -85,7 +85,24 @@ def test_a_sweep_draws_quality_against_cost(tmp_path):
     ) == 1 + 2 * 3 * 2  # problems x pairs x metrics
     summary = (out / "summary.md").read_text()
     assert "significantly better (paired, 95%)" in summary
+    assert "more NFE (PSNR [dB]): helped in" in summary
+    budgets = (out / "budgets.csv").read_text().splitlines()
+    assert len(budgets) == 1 + 2 * 2  # problems x metrics, ddrm 2 -> 4 NFE
     for line in summary.splitlines():  # never more beaten than there are others
         if "significantly better" in line:
             beaten, others = line.split(" than ")[1].split(":")[0].split(" of ")
             assert int(beaten) <= int(others)
+
+
+def test_budget_changes_are_paired_and_signed():
+    """'b' and 'c' are dps at 100 and 200 NFE: from 100 to 200 it loses 0.5 dB on every image
+    (worse, significantly); ddrm runs one budget and has no change."""
+    rows = _rows()
+    pairs = compare.paired(rows, "psnr")
+    changes = compare.budget_changes(rows, pairs)
+    assert [(c.solver, c.base, c.label) for c in changes] == [("dps", "b", "c")]
+    change = changes[0]
+    assert change.change.mean == pytest.approx(-0.5 - 0.01 * 1.5)
+    assert change.verdict == "worse" and (change.base_nfe, change.nfe) == (100, 200)
+    text = compare.budgets_csv(changes)
+    assert text.splitlines()[1].startswith("p,psnr,dps,b,c,100,200,4,") and text.endswith("worse\n")

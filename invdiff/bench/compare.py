@@ -13,7 +13,10 @@ of a run this module gives, per problem:
   difference and the paired t-test; Wilcoxon signed-rank beside it, which does not assume
   normal differences), not on two overlapping intervals. ``paired.csv`` holds every pair of
   labels per problem and metric; the tables mark which solvers the best one beats
-  significantly.
+  significantly;
+* **budget changes**: for a solver run at several budgets, the paired change from its
+  smallest budget to each larger one (``budgets.csv``): whether more network evaluations help,
+  and the (problem, solver) pairs where they significantly hurt, named in the summary.
 
 A point's NFE is the mean counted per image batch (``nfe`` of the rows), its cost the mean
 ``wall_s``.
@@ -166,6 +169,89 @@ def pareto_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class BudgetChange:
+    """A solver's paired change in one metric from its smallest budget to a larger one."""
+
+    problem: str
+    metric: str
+    solver: str
+    base: str  # label of the smallest budget
+    label: str
+    base_nfe: float
+    nfe: float
+    change: Estimate  # label - base, per image
+
+    @property
+    def significant(self) -> bool:
+        d = self.change
+        return d.n >= 2 and math.isfinite(d.half_width) and abs(d.mean) > d.half_width
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` with the larger budget (significant, paired), else empty."""
+        if not self.significant:
+            return ""
+        return (
+            "better" if (self.change.mean > 0) == METRICS[self.metric].higher_is_better else "worse"
+        )
+
+
+def budget_changes(rows: Sequence[dict[str, Any]], pairs: Sequence[Paired]) -> list[BudgetChange]:
+    """For each (problem, solver) with several budgets: the change from the smallest budget
+    to each larger one, read off the paired comparisons of the same images."""
+    out = []
+    by_pair = {(p.problem, p.metric, p.a, p.b): p for p in pairs}
+    for metric in dict.fromkeys(p.metric for p in pairs):
+        pts = points(rows, metric)
+        for problem in dict.fromkeys(p.problem for p in pts):
+            by_solver: dict[str, list[Point]] = {}
+            for p in pts:
+                if p.problem == problem and math.isfinite(p.nfe) and p.nfe > 0:
+                    by_solver.setdefault(p.solver, []).append(p)
+            for solver, budgets in by_solver.items():
+                budgets.sort(key=lambda p: p.nfe)
+                base = budgets[0]
+                for other in budgets[1:]:
+                    pair = by_pair.get((problem, metric, other.label, base.label))
+                    sign = 1.0
+                    if pair is None:
+                        pair, sign = by_pair.get((problem, metric, base.label, other.label)), -1.0
+                    if pair is None:
+                        continue
+                    d = pair.difference
+                    change = Estimate(d.n, sign * d.mean, d.std, d.half_width)
+                    out.append(
+                        BudgetChange(
+                            problem,
+                            metric,
+                            solver,
+                            base.label,
+                            other.label,
+                            base.nfe,
+                            other.nfe,
+                            change,
+                        )
+                    )
+    return out
+
+
+def budgets_csv(changes: Sequence[BudgetChange]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["problem", "metric", "solver", "from", "to", "nfe_from", "nfe_to", "n", "change"]
+        + ["ci95_half_width", "verdict"]
+    )
+    for c in changes:
+        d = c.change
+        w.writerow(
+            [c.problem, c.metric, c.solver, c.base, c.label, f"{c.base_nfe:.6g}", f"{c.nfe:.6g}"]
+            + [d.n, f"{d.mean:.6g}", f"{d.half_width:.6g}", c.verdict]
+        )
+    return buf.getvalue()
+
+
 def beaten_by_best(pairs: Sequence[Paired], problem: str, best: str, metric: str) -> list[str]:
     """The labels the best one beats significantly on ``problem`` in ``metric`` (paired)."""
     out = []
@@ -248,9 +334,12 @@ def curves_figure(
 
 
 __all__ = [
+    "BudgetChange",
     "Paired",
     "Point",
     "beaten_by_best",
+    "budget_changes",
+    "budgets_csv",
     "curves_figure",
     "paired",
     "paired_csv",

@@ -264,7 +264,10 @@ def _tables(
     pairs = [p for m in suite.metrics for p in compare.paired(rows, m)]
     store.write_text("paired.csv", compare.paired_csv(pairs))
     store.write_text("pareto.csv", compare.pareto_csv(rows, suite.metrics))
-    notes = [*notes, *_paired_notes(plan, summary, pairs)]
+    changes = compare.budget_changes(rows, pairs)
+    if changes:
+        store.write_text("budgets.csv", compare.budgets_csv(changes))
+    notes = [*notes, *_paired_notes(plan, summary, pairs), *_budget_notes(changes)]
     title = f"Benchmark `{suite.name}`"
     md = stats.summary_markdown(summary, [*quality, *TIMING], title=title, notes=notes, **order)
     store.write_text("summary.md", md)
@@ -297,6 +300,28 @@ def _paired_notes(
             f"95%) than {len(beaten)} of {len(cells) - 1}"
             + (f": {', '.join(beaten)}" if beaten and len(beaten) <= 6 else "")
         )
+    return notes
+
+
+def _budget_notes(changes: list[compare.BudgetChange]) -> list[str]:
+    """One line per metric: how often a larger budget helped or hurt (paired, 95%), naming
+    the (problem, solver) pairs it hurt."""
+    notes = []
+    for metric in dict.fromkeys(c.metric for c in changes):
+        mine = [c for c in changes if c.metric == metric]
+        worse = [c for c in mine if c.verdict == "worse"]
+        better = sum(c.verdict == "better" for c in mine)
+        title = METRICS[metric].title
+        line = (
+            f"more NFE ({title}): helped in {better}, hurt in {len(worse)} of {len(mine)} "
+            "(problem, solver) budget steps (paired, 95%; budgets.csv)"
+        )
+        if worse:
+            line += ": " + ", ".join(
+                f"{c.solver} on {c.problem} {c.change.mean:+.3g} ({c.base_nfe:.0f} -> {c.nfe:.0f})"
+                for c in worse[:8]
+            )
+        notes.append(line)
     return notes
 
 
