@@ -99,13 +99,49 @@ def test_tune_keeps_the_best_candidate_and_records_how(tiny):
     for c in entry.candidates:
         by_images.setdefault(c["images"], []).append(c)
         assert c["hyper"]["eta_b"] == 0.5  # held fixed, never searched
-    assert {k: len(v) for k, v in by_images.items()} == {1: 2, 2: 1, 4: 1}
-    (winner,) = by_images[4]
+    # rungs (4 candidates, 1 image), (2, 2), (1, 4); the defaults (candidate 0) reach the last
+    # rung whatever their early scores, and the winner is the best there on all 4 images
+    assert entry.candidates[0]["images"] == 4
+    assert len(by_images[4]) in (1, 2) and len(by_images[4]) + len(by_images.get(2, [])) <= 3
+    winner = max(by_images[4], key=lambda c: c["psnr"])
     assert entry.images == 4 and entry.psnr == pytest.approx(winner["psnr"])
     assert entry.hyper == winner["hyper"]
-    # rungs (4 candidates, 1 image), (2, 2), (1, 4): one batch per rung and candidate, 3 NFE each
-    assert entry.nfe_spent == 3 * (4 + 2 + 1)
+    # one batch per rung a candidate is scored in, 3 NFE each
+    rungs_scored = {1: 1, 2: 2, 4: 3}
+    assert entry.nfe_spent == 3 * sum(rungs_scored[c["images"]] for c in entry.candidates)
     assert entry.search == {"eta": [0.0, 1.0], "grid": ["ddpm", "linear", "karras"]}
+
+
+def test_the_defaults_are_weighed_on_every_image(monkeypatch, tiny):
+    """Defaults that come out worst on the first rung's image still reach the last rung and
+    are weighed there on all the images (before, one bad image dropped them)."""
+    solve = invdiff.solvers.solve
+    first_call = {"defaults": True}
+
+    def defaults_unlucky_first(name, **kw):
+        out = solve(name, **kw)
+        if kw.get("eta") == 0.85 and first_call["defaults"]:  # candidate 0, rung 1
+            first_call["defaults"] = False
+            out = -out  # the worst possible reconstruction of that image
+        return out
+
+    monkeypatch.setattr(invdiff.solvers, "solve", defaults_unlucky_first)
+    prior = invdiff.priors.load(str(tiny["prior"]))
+    data = invdiff.data.get("image_folder", root=str(tiny["images"]), size=16, channels=1)
+    entry = tune(
+        "ddrm",
+        _tiny_problem(),
+        prior,
+        "tiny-prior",
+        Budget(nfe=3),
+        data.images(list(range(4))),
+        list(range(4)),
+        validation={"dataset": "image_folder", "split": "validation", "indices": [0, 1, 2, 3]},
+        count=4,
+        objective="psnr",
+    )
+    assert not first_call["defaults"]
+    assert entry.candidates[0]["images"] == 4  # the defaults were weighed on all the images
 
 
 def test_the_table_round_trips_and_refuses_what_it_cannot_read(tmp_path):
