@@ -156,6 +156,8 @@ def test_model_init_does_not_touch_the_global_rng(tmp_path):
     [
         {"prediction_type": "v_prediction", "beta_schedule": "squaredcos_cap_v2"},
         {"class_conditional": True, "label_dropout": 0.5},
+        {"prediction_type": "sample", "snr_weighting": "min-snr-5"},
+        {"prediction_type": "epsilon", "snr_weighting": "min-snr-5"},
     ],
 )
 def test_pixel_variants_train_and_load(tmp_path, extra):
@@ -165,6 +167,37 @@ def test_pixel_variants_train_and_load(tmp_path, extra):
     prior = invdiff.priors.load(out / "prior")
     assert prior.prediction_type == extra.get("prediction_type", "epsilon")
     assert prior.x0(torch.zeros(2, 1, 8, 8), 0.5).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_min_snr_weights_put_min_snr_gamma_on_the_x0_error(prediction_type):
+    """Whatever the network predicts, the weighted loss is ``min(SNR, gamma) |x0 err|^2``: the
+    same prediction error expressed in each target and weighted by ``snr_loss_weight``."""
+    from invdiff.priors.pixel import training_target, x0_from_output
+    from invdiff.training.tasks import snr_loss_weight
+
+    g = torch.Generator().manual_seed(0)
+    abar = torch.tensor([0.999, 0.9, 0.5, 0.1, 0.001], dtype=torch.float64)
+    a = abar.view(-1, 1, 1, 1)
+    x0 = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = training_target(prediction_type, x0, noise, a)
+    output = target + 0.01 * torch.randn(target.shape, generator=g, dtype=torch.float64)
+    sigma = ((1 - a) / a).sqrt()
+    x0_hat = x0_from_output(prediction_type, xt / a.sqrt(), sigma, output)
+    weighted = snr_loss_weight(prediction_type, abar, 5.0) * (output - target).pow(2).mean(
+        (1, 2, 3)
+    )
+    snr = abar / (1 - abar)
+    on_x0 = snr.clamp(max=5.0) * (x0_hat - x0).pow(2).mean((1, 2, 3))
+    torch.testing.assert_close(weighted, on_x0)
+
+
+def test_snr_weighting_is_checked():
+    with pytest.raises(ValueError, match="snr_weighting must be none, or min-snr-GAMMA"):
+        TrainConfig.preset("pixel", snr_weighting="min-snr-zero")
+    assert TrainConfig.preset("pixel", snr_weighting="min-snr-5").snr_weighting == "min-snr-5"
 
 
 def test_sr3_autoencoder_and_latent_runs_export_loadable_priors(tmp_path):
@@ -207,6 +240,11 @@ def test_command_line_builds_the_config(tmp_path):
     assert (cfg.kind, cfg.factor, cfg.steps, cfg.channels) == ("sr3", 2, 7, (16, 32))
     assert cfg.beta_schedule == "squaredcos_cap_v2" and cfg.out == "runs/sr3-x2"
     assert cfg.attention == (False, True)
+    args = parser.parse_args(
+        ["pixel", "--prediction-type", "sample", "--snr-weighting", "min-snr-5"]
+    )
+    cfg = config_from_args(args)
+    assert (cfg.prediction_type, cfg.snr_weighting) == ("sample", "min-snr-5")
     with pytest.raises(ValueError, match="autoencoder"):
         config_from_args(parser.parse_args(["latent"]))
     with pytest.raises(ValueError, match="norm_groups"):

@@ -119,7 +119,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--beta-schedule", choices=sorted(SCHEDULE_NAMES), help="DDPM betas (default linear)"
     )
-    parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"))
+    parser.add_argument(
+        "--prediction-type",
+        choices=("epsilon", "v_prediction", "sample"),
+        help="what the network predicts: noise, velocity (Salimans & Ho 2022) or x0",
+    )
+    parser.add_argument(
+        "--snr-weighting",
+        help="loss weighting over noise levels: none (default) or min-snr-GAMMA, e.g. "
+        "min-snr-5 (Hang et al. 2023)",
+    )
     parser.add_argument("--num-train-timesteps", type=positive_int)
     parser.add_argument(
         "--class-conditional",
@@ -202,6 +211,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "layers_per_block",
         "norm_groups",
         "prediction_type",
+        "snr_weighting",
         "num_train_timesteps",
         "class_conditional",
         "label_dropout",

@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 KINDS = ("pixel", "sr3", "autoencoder", "latent")
 PRESETS = ("small", "full")
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: loss weighting over noise levels: none, or min-SNR-gamma (Hang et al. 2023) as "min-snr-G"
+SNR_WEIGHTING_HELP = "none, or min-snr-GAMMA (e.g. min-snr-5)"
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     prediction_type: str = "epsilon"
+    snr_weighting: str = "none"  # none | min-snr-GAMMA (training.tasks.snr_loss_weight)
     class_conditional: bool = False
     num_classes: int = 10
     label_dropout: float = 0.1
@@ -148,6 +152,10 @@ class TrainConfig:
         need(
             self.prediction_type in PREDICTION_TYPES,
             f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}",
+        )
+        need(
+            self.snr_weighting == "none" or _min_snr_gamma(self.snr_weighting) is not None,
+            f"snr_weighting must be {SNR_WEIGHTING_HELP}, got {self.snr_weighting!r}",
         )
         need(
             len(self.channels) == len(self.attention),
@@ -336,3 +344,14 @@ PRESET_VALUES: dict[str, dict[str, dict]] = {
         },
     },
 }
+
+
+def _min_snr_gamma(text: str) -> float | None:
+    """``gamma`` of ``min-snr-GAMMA`` (a positive number), None for anything else."""
+    match = re.fullmatch(r"min-snr-(\d+(?:\.\d+)?)", text)
+    return float(match.group(1)) if match and float(match.group(1)) > 0 else None
+
+
+def min_snr_gamma(cfg: TrainConfig) -> float | None:
+    """The run's min-SNR ``gamma``, or None when the loss is unweighted."""
+    return None if cfg.snr_weighting == "none" else _min_snr_gamma(cfg.snr_weighting)

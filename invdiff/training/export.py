@@ -99,7 +99,8 @@ def _training_rows(info: dict, shipped: bool = True) -> list[str]:
     if cfg["kind"] != "autoencoder":
         rows.append(
             f"- noise schedule: {cfg['num_train_timesteps']} steps, `{cfg['beta_schedule']}` "
-            f"betas, `{cfg['prediction_type']}` prediction"
+            f"betas, `{cfg['prediction_type']}` prediction, loss weighting "
+            f"`{cfg.get('snr_weighting', 'none')}`"
         )
     else:
         side = cfg["image_size"] // 2 ** (len(cfg["channels"]) - 1)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from invdiff.priors.base import Prior
 from invdiff.priors.pixel import training_target, vp_noisy
-from invdiff.training.config import TrainConfig
+from invdiff.training.config import TrainConfig, min_snr_gamma
 from invdiff.training.data import draw_batch
 
 
@@ -73,6 +73,30 @@ def make_grid(x: Tensor, nrow: int) -> Tensor:
     return tv_make_grid(x.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, pad_value=1.0)[
         None
     ]
+
+
+def snr_loss_weight(prediction_type: str, abar: Tensor, gamma: float) -> Tensor:
+    """Min-SNR-gamma weights (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
+    Weighting Strategy", Eq. 7 and Sec. 3.4) for the loss of ``prediction_type``.
+
+    With ``SNR = abar / (1 - abar)`` (Kingma et al. 2021's view of the noise level), the
+    weight on the error in ``x0`` is ``min(SNR, gamma)``: low-noise steps, whose ``x0`` error is
+    tiny but weighted by a huge SNR, stop dominating the gradient. The errors of the three
+    targets are ``|x0 err|^2 = |eps err|^2 / SNR = |v err|^2 / (SNR + 1)``, so the loss on
+
+        eps:     min(SNR, gamma) / SNR
+        v:       min(SNR, gamma) / (SNR + 1)
+        sample:  min(SNR, gamma)
+    """
+    snr = abar / (1 - abar)
+    clipped = snr.clamp(max=gamma)
+    if prediction_type == "epsilon":
+        return clipped / snr
+    if prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    if prediction_type == "sample":
+        return clipped
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
 def labelled(grid: Tensor, title: str, rows: list[str] | None = None) -> Tensor:
@@ -189,7 +213,12 @@ class DiffusionTask:
         cond = self.condition(x0)
         inp = xt if cond is None else torch.cat([xt, cond], dim=1)
         pred = model(inp, t, **kwargs).sample
-        return F.mse_loss(pred.float(), target)
+        gamma = min_snr_gamma(cfg)
+        if gamma is None:
+            return F.mse_loss(pred.float(), target)
+        weight = snr_loss_weight(cfg.prediction_type, a.flatten(), gamma)
+        per_sample = (pred.float() - target).pow(2).flatten(1).mean(1)
+        return (weight * per_sample).mean()
 
     def prior(self, model: nn.Module) -> Prior:
         from invdiff.priors.pixel import PixelPrior
