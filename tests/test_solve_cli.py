@@ -109,6 +109,8 @@ def test_solve_with_a_budget_in_network_evaluations(prior_folder, tmp_path, caps
         (["--set", "bogus=1"], "unknown hyperparameter"),
         (["--steps", "0"], "--steps"),
         (["--image", "/no/such/file.png"], "no such file"),
+        (["--class", "1"], "train pixel --class-conditional"),  # an unconditional prior
+        (["--guidance", "2"], "--guidance needs --class"),
     ],
 )
 def test_solve_errors_are_clear_and_write_nothing(prior_folder, tmp_path, capsys, change, message):

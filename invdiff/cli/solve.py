@@ -82,6 +82,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples", type=int, default=1, help="posterior samples to draw for the image (default 1)"
     )
     parser.add_argument(
+        "--class",
+        dest="class_label",
+        type=int,
+        help="class-conditional pixel prior: solve given this class (posterior given y and the "
+        "label)",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=0.0,
+        help="with --class: classifier-free guidance weight w (Ho & Salimans 2022; 0: the "
+        "conditional model, default; each network evaluation then costs two)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -200,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
     from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
     from invdiff.io import check_writable
+    from invdiff.priors.pixel import PixelPrior
 
     # everything cheap is validated first: names, numbers, files, the output folder
     problem = problems.get(args.problem)
@@ -249,8 +264,17 @@ def _run(args: argparse.Namespace) -> int:
             "pass --image FILE"
         )
 
+    if args.guidance != 0.0 and args.class_label is None:
+        raise ValueError("--guidance needs --class: the class to guide towards")
     prior = priors.load(prior_name, device=device)
     prior.configure(**dataclasses.asdict(network_options_from_args(args)))
+    if args.class_label is not None:
+        if not isinstance(prior, PixelPrior):
+            raise ValueError(
+                f"--class needs a class-conditional pixel prior; {prior_name} is a "
+                f"{type(prior).__name__}"
+            )
+        prior = prior.conditioned(args.class_label, guidance=args.guidance)
     if args.nfe is not None:
         args.steps = solver.steps_for_nfe(args.nfe, prior=prior, **hyper)
     elif args.steps is None:

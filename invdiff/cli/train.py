@@ -136,8 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="pixel: the UNet also takes the class label (a null class replaces it with "
         "probability --label-dropout). Sample grids and every solver use the null class, i.e. "
-        "the unconditional model (Python: PixelPrior(class_labels=...) fixes a class); there is "
-        "no classifier-free guidance",
+        "the unconditional model; prior.conditioned(label, guidance=w) gives the class-"
+        "conditional model with classifier-free guidance (invdiff solve --class N --guidance W)",
     )
     parser.add_argument("--label-dropout", type=non_negative_float)
     parser.add_argument(
