@@ -60,7 +60,7 @@ def test_the_wheel_carries_every_preset_and_bank(wheel):
         for folder in PRESETS
         for p in (ROOT / folder).iterdir()
         if p.is_file() and p.suffix in (".toml", ".npz", ".json", ".md")
-    }
+    } | {f"benchmarks/tuned/{p.name}" for p in (ROOT / "benchmarks" / "tuned").glob("*.json")}
     assert expected and expected == shipped
     # the banks in the wheel are the ones the manifest lists
     assert {f"operators/{e}" for e in ("manifest.json", "motion-k9.npz")} <= shipped
