@@ -355,6 +355,15 @@ def test_cli_runs_a_suite_with_overrides(tiny, tmp_path):
         "prior": str(tiny["prior"]),
         "limit": 2,
     }
+    # part of the suite (--solver), then the rest into the same folder
+    part = tmp_path / "part"
+    base = [str(tiny["suite"]), "--out", str(part), "--limit", "2", "--quiet", "--no-figures"]
+    base += ["--data", str(tiny["images"]), "--prior", str(tiny["prior"]), "--device", "cpu"]
+    assert main(["bench", *base, "--solver", "pinv"]) == 0
+    assert {r["solver"] for r in rowio.read(part / "rows.jsonl")} == {"pinv"}
+    assert main(["bench", *base]) == 0
+    assert len(list(rowio.read(part / "rows.jsonl"))) == 2 * 2 * 3
+    assert main(["bench", *base, "--solver", "nope"]) == 2
     # another suite into the same folder is refused instead of mixing results
     other = tmp_path / "other.toml"
     other.write_text(tiny["suite"].read_text().replace("seeds = [0, 1]", "seeds = [0]"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from invdiff.priors.network import add_network_arguments
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=None, help="only the first N images of the suite"
     )
     parser.add_argument(
+        "--solver",
+        help="only these solvers of the suite (comma-separated names): share a suite between "
+        "machines or run part of it into the same --out; a later run without it does the rest",
+    )
+    parser.add_argument(
         "--device", default=None, help="override the suite's device (cpu, cuda, cuda:1, auto)"
     )
     parser.add_argument(
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         checkpointing=args.checkpointing,
     )
+    if args.solver:
+        _keep_solvers(suite, args.solver)
     out = args.out or Path("runs") / "bench" / suite.name
     result = runner.run(
         suite, out, restart=args.restart, progress=not args.quiet, figures=not args.no_figures
@@ -88,3 +96,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0 if result["rows"] == result["expected_rows"] else 1
+
+
+def _keep_solvers(suite: Any, names: str) -> None:
+    """Narrow the suite to the solvers named (its file, and so its run folder, unchanged)."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    known = {s.name for s in suite.solvers}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValueError(
+            f"--solver {', '.join(unknown)}: the suite runs {', '.join(sorted(known))}"
+        )
+    suite.solvers = [s for s in suite.solvers if s.name in wanted]
