@@ -76,7 +76,12 @@ from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.costs import Budget
 from invdiff.solvers.hyper import Hyper
 from invdiff.solvers.repaint import jump_budget, jump_schedule
-from invdiff.solvers.tweedie import exchange_measurement, last_step_spread, measured_spread
+from invdiff.solvers.tweedie import (
+    crossing_steps,
+    exchange_measurement,
+    last_step_spread,
+    measured_spread,
+)
 
 
 @SOLVERS.register("ddnm")
@@ -148,6 +153,8 @@ class DDNM(Solver):
         x = math.sqrt(1 + levels[-1] ** 2) * operator.V(z.normal_(generator=generator).to(device))
         x0 = None
         total = len(schedule) - 1
+        pairs = [(levels[k], levels[k_next]) for k, k_next in zip(schedule[:-1], schedule[1:])]
+        crosses = crossing_steps(level_y, pairs)
         for i, (k, k_next) in enumerate(zip(schedule[:-1], schedule[1:])):
             sa, sb = levels[k], levels[k_next]
             if k_next > k:  # time travel: forward diffusion back up (Alg. 3)
@@ -170,13 +177,18 @@ class DDNM(Solver):
                 # coordinates y measures best. Draw x0 there from p(x0 | x_a, ybar) instead
                 # (tweedie.exchange_measurement, with the coherence kappa of the iterate's
                 # ybar noise); the coordinate then carries a posterior draw and no more ybar
-                crossing = observed & (level_y > 0) & (level_y <= sa) & (sb < level_y) & ~crossed
-                drawn, drawn_spread = exchange_measurement(
-                    x0bar, operator.Vt(x), sa, ybar, level_y_safe, prior.sigma_data, kappa
-                )
-                drawn = drawn + drawn_spread * z.normal_(generator=generator).to(device)
-                x0bar = torch.where(crossing, drawn, x0bar)
-                crossed = crossed | crossing
+                draw = z.normal_(generator=generator)  # drawn at every step: one random stream
+                if crosses[i]:
+                    crossing = (
+                        observed & (level_y > 0) & (level_y <= sa) & (sb < level_y) & ~crossed
+                    )
+                    drawn, drawn_spread = exchange_measurement(
+                        x0bar, operator.Vt(x), sa, ybar, level_y_safe, prior.sigma_data, kappa
+                    )
+                    x0bar = torch.where(crossing, drawn + drawn_spread * draw.to(device), x0bar)
+                    crossed = crossed | crossing
+                else:
+                    crossing = torch.zeros_like(observed)
                 lam = torch.where(crossed, torch.zeros_like(lam), lam)
                 kappa = torch.where(crossed, torch.zeros_like(kappa), kappa)
                 kappa_next = (1 - q) * lam + q * kappa

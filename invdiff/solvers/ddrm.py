@@ -64,7 +64,12 @@ from invdiff.registry import SOLVERS
 from invdiff.solvers.base import Callback, ContractSetting, PosteriorBound, Solver, Step
 from invdiff.solvers.common import solver_grid, with_grid
 from invdiff.solvers.hyper import Hyper
-from invdiff.solvers.tweedie import exchange_measurement, last_step_spread, measured_spread
+from invdiff.solvers.tweedie import (
+    crossing_steps,
+    exchange_measurement,
+    last_step_spread,
+    measured_spread,
+)
 
 
 @SOLVERS.register("ddrm")
@@ -141,6 +146,8 @@ class DDRM(Solver):
             start * eps.normal_(generator=generator).to(device),
         )
         x = operator.V(xbar)
+        crosses = crossing_steps(torch.where(observed, level_y, 0), list(zip(sigmas, sigmas_next)))
+        crossing = torch.zeros_like(observed)
         for i, (sa, sb) in enumerate(zip(sigmas, sigmas_next)):
             with torch.no_grad():
                 x0 = prior.x0(x, sa)
@@ -151,12 +158,16 @@ class DDRM(Solver):
             # q(x_t | x0, y) then starts from a sample, so the observed coordinates keep the
             # posterior's spread; else a coarse grid keeps the denoiser's estimate at sa on the
             # coordinates y measures best
-            crossing = observed & (level_y > 0) & (level_y <= sa) & (sb < level_y)
-            exchanged, exchanged_spread = exchange_measurement(
-                xbar_theta, xbar, sa, ybar, level_y_safe, prior.sigma_data
-            )
-            exchanged = exchanged + exchanged_spread * eps.normal_(generator=generator).to(device)
-            xbar_theta = torch.where(crossing, exchanged, xbar_theta)
+            draw = eps.normal_(generator=generator)  # drawn at every step: one random stream
+            if crosses[i]:
+                crossing = observed & (level_y > 0) & (level_y <= sa) & (sb < level_y)
+                exchanged, exchanged_spread = exchange_measurement(
+                    xbar_theta, xbar, sa, ybar, level_y_safe, prior.sigma_data
+                )
+                exchanged = exchanged + exchanged_spread * draw.to(device)
+                xbar_theta = torch.where(crossing, exchanged, xbar_theta)
+            else:
+                crossing = torch.zeros_like(observed)
             e = eps.normal_(generator=generator).to(device)
             soft = math.sqrt(1 - eta**2) * sb
             unobserved_step = xbar_theta + soft * (xbar - xbar_theta) / sa + eta * sb * e

@@ -102,3 +102,11 @@ def exchange_measurement(
     precision = 1.0 / sigma_data**2 + 1.0 / level**2 + (1 - kappa) * coherent
     numerator = prior_term + ybar / level**2 + coherent * (x_a - kappa * ybar)
     return numerator / precision, precision.rsqrt()
+
+
+def crossing_steps(level: Tensor, steps: list[tuple[float, float]]) -> list[bool]:
+    """For each step ``(s_a, s_b)`` of a grid, whether some finite positive ``level`` lies in
+    ``(s_b, s_a]`` (a coordinate whose noise level the step passes). Read once before the loop,
+    so that steps with nothing to exchange skip ``exchange_measurement`` without a host sync."""
+    known = level[torch.isfinite(level) & (level > 0)].double().cpu()
+    return [bool(((known <= sa) & (known > sb)).any()) for sa, sb in steps]
