@@ -20,6 +20,7 @@ from invdiff.bench.tuning import (
     candidates,
     official_indices,
     search_space,
+    successive_halving,
     tune,
 )
 from invdiff.solvers.hyper import Hyper
@@ -52,6 +53,34 @@ def test_successive_halving_rungs():
     assert _rungs(8, 16) == [(8, 2), (4, 4), (2, 8), (1, 16)]
     assert _rungs(1, 5) == [(1, 5)]
     assert _rungs(5, 3)[-1] == (1, 3)
+
+
+def test_successive_halving_finds_the_best_and_weighs_the_defaults_on_all_images():
+    # candidate c's LPIPS on image i: c 3 is best on average, but bad on the first two images
+    # (where a greedy first rung would drop it); the defaults (0) are worst early, good late
+    def lp(c: int, i: int) -> float:
+        base = {0: 0.30, 1: 0.20, 2: 0.25, 3: 0.10, 4: 0.40, 5: 0.35}[c]
+        if c == 0 and i < 4:
+            return 0.9
+        if c == 3 and i < 2:
+            return 0.22
+        return base
+
+    calls: list[tuple[int, list[int]]] = []
+
+    def evaluate(c: int, part: list[int]) -> tuple[list[float], list[float]]:
+        calls.append((c, part))
+        return [10.0 - lp(c, i) for i in part], [lp(c, i) for i in part]
+
+    best, scores = successive_halving(6, 16, evaluate, batch_size=4)
+    assert best == 3
+    assert len(scores[0]) == 16  # the defaults reach the last rung
+    assert all(len(p) <= 4 for _, p in calls)
+    assert len(scores[4]) == 2  # the worst stopped at the first rung
+    best_psnr, _ = successive_halving(6, 16, evaluate, objective="psnr")
+    assert best_psnr == 3
+    with pytest.raises(TuningError, match="objective"):
+        successive_halving(2, 4, evaluate, objective="ssim")
 
 
 @pytest.fixture(scope="module")

@@ -172,13 +172,20 @@ def candidates(
     solver_name: str, count: int, seed: int, fixed: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """The declared defaults of the tunable hyperparameters, then ``count - 1`` draws from
-    the search space (a Sobol sequence, scrambled by ``seed``: spread evenly, reproducible)."""
+    the search space (``draw_candidates``)."""
     space = search_space(solver_name, fixed)
     if not space:
         raise TuningError(
             f"solver {solver_name!r} declares no tunable hyperparameters (Hyper.search); "
             "there is nothing to tune"
         )
+    return draw_candidates(space, count, seed)
+
+
+def draw_candidates(space: dict[str, Any], count: int, seed: int) -> list[dict[str, Any]]:
+    """The defaults of the ``Hyper`` declarations in ``space``, then ``count - 1`` distinct
+    draws from their search ranges (a Sobol sequence, scrambled by ``seed``: spread evenly,
+    reproducible)."""
     out = [{k: h.default for k, h in space.items()}]
     engine = torch.quasirandom.SobolEngine(len(space), scramble=True, seed=seed)
     seen = {json.dumps(out[0], sort_keys=True)}
@@ -203,6 +210,59 @@ def _rungs(n_candidates: int, n_images: int) -> list[tuple[int, int]]:
         images = max(1, min(n_images, math.ceil(n_images / 2 ** (rounds - 1 - r))))
         out.append((keep, images))
     return out
+
+
+def successive_halving(
+    n_candidates: int,
+    n_images: int,
+    evaluate: Callable[[int, list[int]], tuple[list[float], list[float]]],
+    *,
+    objective: str = "lpips",
+    batch_size: int = 8,
+    progress: Callable[[int, str], None] | None = None,
+) -> tuple[int, list[dict[int, tuple[float, float]]]]:
+    """Successive halving (module docstring) over candidates ``0 .. n_candidates - 1``, where
+    ``evaluate(c, images)`` runs candidate ``c`` on a list of validation image positions and
+    returns their (PSNR, LPIPS) lists. Candidate 0 (the declared defaults) goes on to the last
+    rung whatever its early scores. Any method can be tuned with it (a peer library's solver
+    included, ``scripts/bench_peers.py``). Returns the winner and every candidate's scores
+    (image position -> (PSNR, LPIPS))."""
+    if objective not in OBJECTIVES:
+        raise TuningError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
+    lower = OBJECTIVES[objective]
+    scores: list[dict[int, tuple[float, float]]] = [{} for _ in range(n_candidates)]
+
+    def score(c: int, upto: int) -> None:
+        todo = [i for i in range(upto) if i not in scores[c]]
+        for start in range(0, len(todo), batch_size):
+            part = todo[start : start + batch_size]
+            for i, p, q in zip(part, *evaluate(c, part)):
+                scores[c][i] = (float(p), float(q))
+
+    def mean(c: int, upto: int) -> float:
+        vals = [scores[c][i][1 if objective == "lpips" else 0] for i in range(upto)]
+        return sum(vals) / len(vals)
+
+    alive = list(range(n_candidates))
+    rungs = _rungs(n_candidates, n_images)
+    for r, (_, upto) in enumerate(rungs):
+        for c in alive:
+            score(c, upto)
+        alive.sort(key=lambda c: mean(c, upto) * (1 if lower else -1))
+        # the better part goes on to the next rung's images (one winner after the last); the
+        # defaults (candidate 0) go on in any case, so the last rung weighs them on all images
+        last = r + 1 == len(rungs)
+        kept = alive[: 1 if last else rungs[r + 1][0]]
+        if not last and 0 in alive and 0 not in kept:
+            kept.append(0)
+        alive = kept
+        if progress is not None:
+            progress(
+                alive[0],
+                f"{upto} image(s): {len(alive)} candidate(s) kept; "
+                f"{objective} {mean(alive[0], upto):.4g}",
+            )
+    return alive[0], scores
 
 
 def tune(
@@ -238,62 +298,41 @@ def tune(
     solver.check(prior, op, problem.noise)
     if budget.nfe is not None:
         solver.steps_for_nfe(budget.nfe, prior=prior, **pool[0])
-    lower = OBJECTIVES[objective]
     small = None if min(images.shape[-2:]) >= 31 else tuple(images.shape[-2:])
     if small is not None and objective == "lpips":
         raise TuningError(f"LPIPS needs images of 31 x 31 pixels or more, got {small}")
-    scores: list[dict[int, tuple[float, float]]] = [{} for _ in pool]  # image -> (psnr, lpips)
     spent = 0
 
-    def score(c: int, upto: int) -> None:
+    def evaluate(c: int, part: list[int]) -> tuple[list[float], list[float]]:
         nonlocal spent
-        todo = [i for i in range(upto) if i not in scores[c]]
-        for start in range(0, len(todo), batch_size):
-            part = todo[start : start + batch_size]
-            x = images[part]
-            y = problem.measure(x, [indices[i] for i in part], 0, operator=op)
-            prior.nfe = 0
-            xhat = solve(
-                solver_name,
-                prior=prior,
-                operator=op,
-                y=y,
-                noise=problem.noise,
-                generator=torch.Generator(device=x.device).manual_seed(seed),
-                **budget.kwargs(),
-                **pool[c],
-            ).detach()
-            spent += int(prior.nfe)
-            xhat = torch.nan_to_num(xhat.float(), nan=0.0).clamp(-1, 1)
-            # LPIPS needs 31 x 31 pixels or more: reported as NaN below that (and then it
-            # cannot be the objective, refused above)
-            perceptual = lpips(xhat, x).tolist() if small is None else [math.nan] * len(part)
-            for i, p, q in zip(part, psnr(xhat, x).tolist(), perceptual):
-                scores[c][i] = (p, q)
+        x = images[part]
+        y = problem.measure(x, [indices[i] for i in part], 0, operator=op)
+        prior.nfe = 0
+        xhat = solve(
+            solver_name,
+            prior=prior,
+            operator=op,
+            y=y,
+            noise=problem.noise,
+            generator=torch.Generator(device=x.device).manual_seed(seed),
+            **budget.kwargs(),
+            **pool[c],
+        ).detach()
+        spent += int(prior.nfe)
+        xhat = torch.nan_to_num(xhat.float(), nan=0.0).clamp(-1, 1)
+        # LPIPS needs 31 x 31 pixels or more: reported as NaN below that (and then it cannot
+        # be the objective, refused above)
+        perceptual = lpips(xhat, x).tolist() if small is None else [math.nan] * len(part)
+        return psnr(xhat, x).tolist(), perceptual
 
-    def mean(c: int, upto: int) -> float:
-        vals = [scores[c][i][1 if objective == "lpips" else 0] for i in range(upto)]
-        return sum(vals) / len(vals)
-
-    alive = list(range(len(pool)))
-    rungs = _rungs(len(pool), images.shape[0])
-    for r, (_, upto) in enumerate(rungs):
-        for c in alive:
-            score(c, upto)
-        alive.sort(key=lambda c: mean(c, upto) * (1 if lower else -1))
-        # the better part goes on to the next rung's images (one winner after the last); the
-        # defaults (candidate 0) go on in any case, so the last rung weighs them on all images
-        last = r + 1 == len(rungs)
-        kept = alive[: 1 if last else rungs[r + 1][0]]
-        if not last and 0 in alive and 0 not in kept:
-            kept.append(0)
-        alive = kept
-        if progress is not None:
-            progress(
-                f"{upto} image(s): {len(alive)} candidate(s) kept; best {pool[alive[0]]} "
-                f"{objective} {mean(alive[0], upto):.4g}"
-            )
-    best = alive[0]
+    best, scores = successive_halving(
+        len(pool),
+        images.shape[0],
+        evaluate,
+        objective=objective,
+        batch_size=batch_size,
+        progress=None if progress is None else lambda c, text: progress(f"{text}; best {pool[c]}"),
+    )
     seen = sorted(scores[best])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return TunedEntry(
@@ -303,7 +342,7 @@ def tune(
         budget=budget.key(),
         hyper=pool[best],
         objective=objective,
-        score=mean(best, len(seen)),
+        score=sum(scores[best][i][1 if objective == "lpips" else 0] for i in seen) / len(seen),
         psnr=sum(scores[best][i][0] for i in seen) / len(seen),
         lpips=sum(scores[best][i][1] for i in seen) / len(seen),
         images=len(seen),
@@ -324,6 +363,8 @@ def tune(
 
 
 __all__ = [
+    "draw_candidates",
+    "successive_halving",
     "Budget",
     "TunedEntry",
     "TunedTable",
