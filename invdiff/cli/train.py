@@ -139,6 +139,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the unconditional model; prior.conditioned(label, guidance=w) gives the class-"
         "conditional model with classifier-free guidance (invdiff solve --class N --guidance W)",
     )
+    parser.add_argument(
+        "--cross-attention",
+        action="store_true",
+        default=None,
+        help="pixel: condition on the class label through cross-attention (Rombach et al. "
+        "2022): a UNet2DConditionModel attends to --class-tokens learned tokens of width "
+        "--token-dim per class (a null class replaces the label with probability "
+        "--label-dropout); prior.conditioned(label or tokens=..., guidance=w)",
+    )
+    parser.add_argument(
+        "--class-tokens", type=positive_int, help="cross-attention: tokens per class"
+    )
+    parser.add_argument("--token-dim", type=positive_int, help="cross-attention: token width")
     parser.add_argument("--label-dropout", type=non_negative_float)
     parser.add_argument(
         "--factor", type=int, choices=(2, 4, 8), help="sr3: super-resolution factor (2, 4 or 8)"
@@ -214,6 +227,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "snr_weighting",
         "num_train_timesteps",
         "class_conditional",
+        "cross_attention",
+        "class_tokens",
+        "token_dim",
         "label_dropout",
         "factor",
         "autoencoder",

@@ -18,6 +18,7 @@ from torch import Tensor
 from invdiff.priors.base import Prior
 from invdiff.priors.kinds import register
 from invdiff.priors.network import NetworkOptions, NetworkRunner, weight_dtype
+from invdiff.priors.tokens import ClassTokens, check_tokens
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -105,11 +106,16 @@ class PixelPrior(Prior):
     ``prior.conditioned(labels, guidance=w)`` returns the guided view that samplers and solvers
     use like any prior (posterior sampling given a class).
 
-    The UNet is a ``UNet2DModel`` or a ``UNet2DConditionModel``. The latter always takes
-    ``encoder_hidden_states`` (``1 x tokens x cross_attention_dim``); a prior is unconditional,
-    so it passes ``encoder_hidden_states`` given here or, by default, one token of zeros (the
-    null condition of a model trained with its conditioning dropped to zeros; pass the
-    embedding of an empty prompt for a model trained otherwise).
+    The UNet is a ``UNet2DModel`` or a ``UNet2DConditionModel`` (cross-attention conditioning,
+    ``invdiff.priors.tokens``). The latter always takes ``encoder_hidden_states``
+    (``N x L x cross_attention_dim``): unconditioned, it gets the null sequence, which is the
+    null class's tokens of a prior trained with ``invdiff train pixel --cross-attention``
+    (``class_tokens``), else ``encoder_hidden_states`` given here or, by default, one token of
+    zeros (the null condition of a model trained with its conditioning dropped to zeros; pass
+    the embedding of an empty prompt for a model trained otherwise).
+    ``prior.conditioned(label, guidance=w)`` turns a label into its class tokens;
+    ``prior.conditioned(tokens=T, guidance=w)`` takes any ``(N, L, D)`` sequence (a text
+    encoder's output, say), guided against the null sequence.
     """
 
     kind = "pixel"
@@ -124,6 +130,7 @@ class PixelPrior(Prior):
         class_labels: Tensor | None = None,
         encoder_hidden_states: Tensor | None = None,
         guidance: float = 0.0,
+        class_tokens: ClassTokens | None = None,
     ):
         from diffusers import UNet2DConditionModel
 
@@ -141,14 +148,28 @@ class PixelPrior(Prior):
         h, w = (size, size) if isinstance(size, int) else size
         self.in_shape = (int(cfg.out_channels), int(h), int(w))
         self.encoder_hidden_states = None
+        self.class_tokens = None
+        self.tokens: Tensor | None = None  # a token condition (conditioned(tokens=...))
         if isinstance(unet, UNet2DConditionModel):
             dim = cfg.cross_attention_dim
-            dim = int(dim if isinstance(dim, int) else dim[0])
+            self.token_dim = int(dim if isinstance(dim, int) else dim[0])
+            if class_tokens is not None:
+                if class_tokens.dim != self.token_dim:
+                    raise ValueError(
+                        f"class tokens of width {class_tokens.dim} for a UNet whose "
+                        f"cross_attention_dim is {self.token_dim}"
+                    )
+                self.class_tokens = class_tokens.eval().requires_grad_(False)
+                with torch.no_grad():
+                    null = torch.tensor([class_tokens.null_label], device=unet.device)
+                    encoder_hidden_states = class_tokens.to(unet.device)(null)
             self.encoder_hidden_states = (
-                encoder_hidden_states
+                check_tokens(encoder_hidden_states, self.token_dim)
                 if encoder_hidden_states is not None
-                else torch.zeros(1, 1, dim, device=unet.device)
+                else torch.zeros(1, 1, self.token_dim, device=unet.device)
             )
+        elif class_tokens is not None:
+            raise ValueError("class tokens need a UNet2DConditionModel (cross-attention)")
         self.sigmas = sigmas_from_scheduler(scheduler).to(unet.device)
         self.name = name
         self.class_labels = None
@@ -181,17 +202,20 @@ class PixelPrior(Prior):
 
     @property
     def null_label(self) -> int | None:
-        """The "no label" class of a class-conditional UNet trained with label dropout (its
-        last class), None for an unconditional UNet."""
+        """The "no label" class of a class-conditional UNet (class embedding or class tokens)
+        trained with label dropout (its last class), None for a prior without labels."""
+        if self.class_tokens is not None:
+            return self.class_tokens.null_label
         classes = self.unet.config.num_class_embeds
         return int(classes) - 1 if classes else None
 
     def _check_condition(self, class_labels: Tensor | None, guidance: float) -> None:
         if self.null_label is None:
             raise ValueError(
-                "this prior's UNet takes no class label (num_class_embeds is not set): class "
-                "labels and guidance need a prior trained with `invdiff train pixel "
-                "--class-conditional`"
+                "this prior's UNet takes no class label (neither num_class_embeds nor class "
+                "tokens): class labels and guidance need a prior trained with `invdiff train "
+                "pixel --class-conditional` or `--cross-attention` (a cross-attention UNet "
+                "takes tokens=...)"
             )
         if class_labels is None:
             raise ValueError("guidance needs class_labels: the class to guide towards")
@@ -214,50 +238,95 @@ class PixelPrior(Prior):
         if not math.isfinite(guidance) or guidance < -1:
             raise ValueError(f"guidance must be a finite number >= -1, got {guidance}")
 
-    def conditioned(self, class_labels: Tensor | int, guidance: float = 0.0) -> PixelPrior:
-        """This prior given a class (one label, or one per image), with classifier-free
-        guidance ``w = guidance`` (class docstring); the network and its weights are shared."""
+    def conditioned(
+        self,
+        class_labels: Tensor | int | None = None,
+        guidance: float = 0.0,
+        *,
+        tokens: Tensor | None = None,
+    ) -> PixelPrior:
+        """This prior given a class (one label, or one per image) or, for a cross-attention
+        UNet, a token sequence ``(N or 1, L, D)``, with classifier-free guidance
+        ``w = guidance`` against the null class / null sequence (class docstring); the
+        network and its weights are shared."""
         import copy
 
+        if (class_labels is None) == (tokens is None):
+            raise ValueError("give either class_labels or tokens (exactly one)")
+        view = copy.copy(self)  # shares the UNet, its runner and the scheduler
+        view.nfe = 0
+        if tokens is not None:
+            if self.encoder_hidden_states is None:
+                raise ValueError(
+                    "tokens need a cross-attention UNet (UNet2DConditionModel); this prior's "
+                    f"UNet is a {type(self.unet).__name__}"
+                )
+            if not math.isfinite(guidance) or guidance < -1:
+                raise ValueError(f"guidance must be a finite number >= -1, got {guidance}")
+            view.tokens = check_tokens(tokens, self.token_dim).to(self.device)
+            view.class_labels, view.guidance = None, float(guidance)
+            return view
         if isinstance(class_labels, bool) or not isinstance(class_labels, Tensor | int):
             raise TypeError(
                 f"class_labels must be an int or an integer tensor, got {class_labels!r}"
             )
         labels = class_labels if isinstance(class_labels, Tensor) else torch.tensor(class_labels)
         self._check_condition(labels, float(guidance))
-        view = copy.copy(self)  # shares the UNet, its runner and the scheduler
-        view.class_labels, view.guidance = labels, float(guidance)
-        view.nfe = 0
+        view.class_labels, view.guidance, view.tokens = labels, float(guidance), None
         return view
+
+    def _null_kwargs(self, n: int, device: torch.device, dtype: torch.dtype) -> dict:
+        """The UNet's keyword arguments of the unconditional model for a batch of ``n``."""
+        kwargs: dict = {}
+        if self.unet.config.num_class_embeds and self.class_tokens is None:
+            # a class-conditional UNet trained with label dropout, no class: the null class
+            kwargs["class_labels"] = torch.full((n,), self.null_label, device=device)
+        if self.encoder_hidden_states is not None:
+            hidden = self.encoder_hidden_states.to(device, dtype)
+            kwargs["encoder_hidden_states"] = hidden.expand(n, *hidden.shape[1:])
+        return kwargs
+
+    def _cond_kwargs(self, n: int, device: torch.device, dtype: torch.dtype) -> dict | None:
+        """The UNet's keyword arguments given the condition (None: no condition)."""
+        if self.class_labels is None and self.tokens is None:
+            return None
+        kwargs = self._null_kwargs(n, device, dtype)
+        if self.tokens is not None:
+            hidden = self.tokens.to(device, dtype)
+            kwargs["encoder_hidden_states"] = hidden.expand(n, *hidden.shape[1:])
+            return kwargs
+        labels = self.class_labels.to(device).expand(n)
+        if self.class_tokens is not None:
+            kwargs["encoder_hidden_states"] = self.class_tokens.to(device)(labels).to(dtype)
+        else:
+            kwargs["class_labels"] = labels
+        return kwargs
 
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         t = self.timestep_for_sigma(sigma).to(torch.float32)
-        inp = self.network_input(x, sigma, cond)
-        dtype = weight_dtype(self.unet)
-        n = x.shape[0]
-        kwargs = {}
-        labels = self.class_labels
-        if labels is None and self.null_label is not None:
-            # a class-conditional UNet trained with label dropout, no class asked: unconditional
-            labels = torch.tensor(self.null_label)
-        if labels is not None:
-            labels = labels.to(x.device).expand(n)
-        guided = self.guidance != 0.0 and self.class_labels is not None
-        if guided:  # both branches in one call: the class, then the null class
-            labels = torch.cat([labels, torch.full_like(labels, self.null_label)])
-            inp, t = torch.cat([inp, inp]), torch.cat([t.expand(n), t.expand(n)])
-        if labels is not None:
-            kwargs["class_labels"] = labels
-        if self.encoder_hidden_states is not None:
-            hidden = self.encoder_hidden_states.to(x.device, dtype)
-            kwargs["encoder_hidden_states"] = hidden.expand(inp.shape[0], *hidden.shape[1:])
-        out = self._unet_runner(inp.to(dtype), t, output=_sample, **kwargs).to(x.dtype)
-        if guided:
-            w = self.guidance
-            return (1 + w) * x0_from_output(self.prediction_type, x, sigma, out[:n]) - w * (
-                x0_from_output(self.prediction_type, x, sigma, out[n:])
-            )
-        return x0_from_output(self.prediction_type, x, sigma, out)
+        inp = self.network_input(x, sigma, cond).to(weight_dtype(self.unet))
+        n, dtype = x.shape[0], inp.dtype
+        given = self._cond_kwargs(n, x.device, dtype)
+        if given is None or self.guidance == 0.0:
+            kwargs = given if given is not None else self._null_kwargs(n, x.device, dtype)
+            out = self._unet_runner(inp, t, output=_sample, **kwargs).to(x.dtype)
+            return x0_from_output(self.prediction_type, x, sigma, out)
+        null = self._null_kwargs(n, x.device, dtype)
+        tt = t.expand(n)
+        if all(given[k].shape[1:] == null[k].shape[1:] for k in given):
+            # both branches in one call on a doubled batch: the condition, then the null one
+            both = {k: torch.cat([given[k], null[k]]) for k in given}
+            out = self._unet_runner(
+                torch.cat([inp, inp]), torch.cat([tt, tt]), output=_sample, **both
+            ).to(x.dtype)
+            out_c, out_u = out[:n], out[n:]
+        else:  # token sequences of different lengths: two calls
+            out_c = self._unet_runner(inp, tt, output=_sample, **given).to(x.dtype)
+            out_u = self._unet_runner(inp, tt, output=_sample, **null).to(x.dtype)
+        w = self.guidance
+        return (1 + w) * x0_from_output(self.prediction_type, x, sigma, out_c) - w * (
+            x0_from_output(self.prediction_type, x, sigma, out_u)
+        )
 
     def _apply_network_options(self, options: NetworkOptions) -> None:
         self._unet_runner.configure(options)
@@ -270,6 +339,11 @@ class PixelPrior(Prior):
             "image_size": self.in_shape[-1],
             "prediction_type": self.prediction_type,
             "num_class_embeds": self.unet.config.num_class_embeds,
+            **(
+                {"class_tokens": self.class_tokens.metadata()}
+                if self.class_tokens is not None
+                else {}
+            ),
         }
 
     def save(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
@@ -283,6 +357,8 @@ class PixelPrior(Prior):
         folder = Path(folder)
         unet = copy.deepcopy(self.unet).to("cpu", dtype) if dtype is not None else self.unet
         unet.save_pretrained(folder / "unet")
+        if self.class_tokens is not None:
+            self.class_tokens.save(folder)
         write_text(folder / "prior.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.scheduler.save_pretrained(folder / "scheduler")
         index = {
@@ -300,8 +376,14 @@ class PixelPrior(Prior):
         """Load a diffusers checkpoint from disk, no hub access: the pipeline layout (``unet/`` +
         ``scheduler/``) or a single model (config and weights at the top, ``scheduler_config.json``
         beside them); see ``invdiff.priors.checks.find_layout``."""
-        from invdiff.priors.checks import load_unet_and_scheduler
+        from invdiff.priors.checks import load_unet_and_scheduler, read_json
 
         folder = Path(folder)
         unet, scheduler = load_unet_and_scheduler(folder, device=device)
-        return cls(unet, scheduler, name=name or folder.name)
+        tokens = None
+        meta_path = folder / "prior.json"
+        if meta_path.is_file() and not meta_path.is_symlink():
+            meta = read_json(meta_path).get("class_tokens")
+            if meta is not None:
+                tokens = ClassTokens.load(folder, meta, device=device)
+        return cls(unet, scheduler, name=name or folder.name, class_tokens=tokens)

@@ -59,6 +59,9 @@ class TrainConfig:
     prediction_type: str = "epsilon"
     snr_weighting: str = "none"  # none | min-snr-GAMMA (training.tasks.snr_loss_weight)
     class_conditional: bool = False
+    cross_attention: bool = False  # pixel: class tokens through UNet2DConditionModel
+    class_tokens: int = 4  # cross_attention: learned tokens per class
+    token_dim: int = 64  # cross_attention: token width (the UNet's cross_attention_dim)
     num_classes: int = 10
     label_dropout: float = 0.1
     factor: int = 4  # sr3
@@ -123,6 +126,8 @@ class TrainConfig:
             "image_size",
             "num_classes",
             "latent_channels",
+            "class_tokens",
+            "token_dim",
         ):
             value = getattr(self, name)
             need(value >= 1, f"{name} must be >= 1, got {value}")
@@ -177,6 +182,15 @@ class TrainConfig:
         need(
             0 <= self.label_dropout < 1,
             f"label_dropout must be in [0, 1), got {self.label_dropout}",
+        )
+        need(
+            not (self.class_conditional and self.cross_attention),
+            "class_conditional (a class embedding) and cross_attention (class tokens) are two "
+            "ways to condition on the label: choose one",
+        )
+        need(
+            self.kind == "pixel" or not (self.class_conditional or self.cross_attention),
+            f"class_conditional / cross_attention train pixel priors, not {self.kind!r}",
         )
         if self.kind == "sr3":
             need(self.factor in (2, 4, 8), f"factor must be 2, 4 or 8, got {self.factor}")

@@ -4,8 +4,10 @@
   ``E_{t, x0, eps} || f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) - target ||^2`` with
   ``target = eps`` or ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho 2022, Sec. 4);
   optionally class-conditional with the label dropout of classifier-free guidance training (Ho &
-  Salimans 2022, Alg. 1: a dropped label becomes the extra "null" class ``num_classes``). Only
-  the training side exists: sampling uses the null class (or one fixed class), no guidance.
+  Salimans 2022, Alg. 1: a dropped label becomes the extra "null" class ``num_classes``),
+  the label entering through a class embedding (``class_conditional``) or as learned tokens
+  the UNet cross-attends to (``cross_attention``, ``invdiff.priors.tokens``); the exported
+  prior samples with guidance through ``PixelPrior.conditioned``.
 * ``sr3``: the same objective with ``concat(x_t, up(down(x0)))`` as network input (Saharia et
   al. 2021, Eq. 6).
 * ``autoencoder``: an ``AutoencoderKL`` with ``f = 4`` trained on
@@ -34,8 +36,33 @@ from invdiff.training.data import draw_batch
 def build_unet(
     cfg: TrainConfig, sample_size: int, in_channels: int, out_channels: int
 ) -> nn.Module:
-    from diffusers import UNet2DModel
+    """A ``UNet2DModel``, or for ``cross_attention`` a ``UNet2DConditionModel`` whose attention
+    levels (and middle block) attend to learned class tokens (``CrossAttentionUNet``)."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
 
+    if cfg.cross_attention:
+        from invdiff.priors.tokens import ClassTokens, CrossAttentionUNet
+
+        unet = UNet2DConditionModel(
+            sample_size=sample_size,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            block_out_channels=tuple(cfg.channels),
+            down_block_types=tuple(
+                "CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention
+            ),
+            up_block_types=tuple(
+                "CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)
+            ),
+            mid_block_type="UNetMidBlock2DCrossAttn",
+            layers_per_block=cfg.layers_per_block,
+            norm_num_groups=cfg.norm_groups,
+            cross_attention_dim=cfg.token_dim,
+            attention_head_dim=min(32, cfg.channels[-1]),
+        )
+        return CrossAttentionUNet(
+            unet, ClassTokens(cfg.num_classes + 1, cfg.class_tokens, cfg.token_dim)
+        )
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
     num_class_embeds = (
@@ -202,7 +229,7 @@ class DiffusionTask:
             self.device
         )
         kwargs = {}
-        if cfg.class_conditional:
+        if cfg.class_conditional or cfg.cross_attention:
             labels = self.labels[idx].clone()
             drop = torch.rand(cfg.batch_size, generator=generator) < cfg.label_dropout
             labels[drop] = cfg.num_classes  # the null class of classifier-free guidance
@@ -222,7 +249,10 @@ class DiffusionTask:
 
     def prior(self, model: nn.Module) -> Prior:
         from invdiff.priors.pixel import PixelPrior
+        from invdiff.priors.tokens import CrossAttentionUNet
 
+        if isinstance(model, CrossAttentionUNet):
+            return PixelPrior(model.unet, self.scheduler, class_tokens=model.tokens)
         return PixelPrior(model, self.scheduler)
 
     #: what the rows of ``grid`` show, top to bottom (None: every row is samples)
@@ -232,7 +262,7 @@ class DiffusionTask:
         return (
             f"{self.cfg.kind}: EMA samples, DDIM {self.cfg.sample_steps} steps"
             + (", x0 clipped" if self.cfg.kind == "pixel" else "")
-            + (", null class" if self.cfg.class_conditional else "")
+            + (", null class" if self.cfg.class_conditional or self.cfg.cross_attention else "")
         )
 
     def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
