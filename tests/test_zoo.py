@@ -82,7 +82,13 @@ def test_zoo_denoiser_beats_the_identity(name, test_images):
 
 
 def test_every_prior_class_is_registered_under_its_kind():
-    from invdiff.priors import GaussianMixturePrior, folder_kinds, kind_of, prior_class
+    from invdiff.priors import (
+        ControlNetPrior,
+        GaussianMixturePrior,
+        folder_kinds,
+        kind_of,
+        prior_class,
+    )
     from invdiff.registry import PRIORS
 
     classes = {
@@ -90,11 +96,12 @@ def test_every_prior_class_is_registered_under_its_kind():
         "sr3": SR3Prior,
         "latent": LatentDiffusionPrior,
         "gaussian_mixture": GaussianMixturePrior,
+        "controlnet": ControlNetPrior,
     }
     assert set(PRIORS.names()) == set(classes)
     for kind, cls in classes.items():
         assert prior_class(kind) is cls and kind_of(cls) == kind
-    assert set(folder_kinds()) == {"pixel", "sr3", "latent"}
+    assert set(folder_kinds()) == {"pixel", "sr3", "latent", "controlnet"}
     assert invdiff.problems.PRIOR_KINDS == folder_kinds()
     with pytest.raises(KeyError, match="unknown prior 'gan'"):
         prior_class("gan")

@@ -2,8 +2,11 @@
 
 Kinds: ``pixel`` (unconditional DDPM; with --class-conditional the UNet also takes the class
 label, see that option), ``sr3`` (super-resolution x2, x4 or x8, --factor), ``autoencoder``
-(AutoencoderKL, f=4 with the default three levels) and ``latent`` (DDPM on the latents of a
-trained autoencoder, --autoencoder RUN_DIR).
+(AutoencoderKL, f=4 with the default three levels), ``latent`` (DDPM on the latents of a
+trained autoencoder, --autoencoder RUN_DIR) and ``controlnet`` (a ControlNet adapter on a
+frozen pixel prior, --prior NAME, conditioned on A^+ y of a problem preset, --problem PRESET;
+zero-initialised, so the run starts from the prior itself). ``pixel --cross-attention``
+conditions on the class through learned tokens the UNet cross-attends to.
 Data: Fashion-MNIST's train split (grey, 32x32) by default, or your own images with
 --data DIR: every image file under DIR, centre-cropped and resized to --image-size, converted to
 --image-channels (3 by default), split deterministically into train and validation parts
@@ -19,6 +22,8 @@ Examples:
   invdiff train pixel --data ~/photos --image-size 64 --out runs/my-prior   # your images
   invdiff train sr3 --factor 4 --out runs/sr3-x4
   invdiff train autoencoder --out runs/ae && invdiff train latent --autoencoder runs/ae
+  invdiff train pixel --cross-attention --out runs/xattn       # then: invdiff solve --class 3
+  invdiff train controlnet --prior fmnist32-pixel --problem fmnist-sr4 --out runs/cn-sr4
 """
 
 from __future__ import annotations
@@ -158,6 +163,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--autoencoder", help="latent: folder of a trained autoencoder run")
     parser.add_argument(
+        "--prior", help="controlnet: the frozen pixel prior (zoo name or folder) it adapts"
+    )
+    parser.add_argument(
+        "--problem",
+        "--operator",
+        dest="problem",
+        help="controlnet: the problem preset whose measurements A^+ y condition it "
+        "(e.g. fmnist-sr4); the prior refuses other operators",
+    )
+    parser.add_argument(
         "--encode-limit",
         type=non_negative_int,
         help="latent: encode only the first N training images (0: all)",
@@ -233,6 +248,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "label_dropout",
         "factor",
         "autoencoder",
+        "prior",
+        "problem",
         "encode_limit",
         "latent_channels",
         "recon_loss",

@@ -10,6 +10,7 @@ invdiff.priors.prior_class("sr3")                   # the class registered for a
 from __future__ import annotations
 
 from invdiff.priors.base import ConditionalPrior, LatentPrior, Prior, sigma_column, vp_sigmas
+from invdiff.priors.controlnet import ControlNetPrior
 from invdiff.priors.gmm import GaussianMixture, GaussianMixturePrior
 from invdiff.priors.kinds import folder_kinds, prior_class
 from invdiff.priors.latent import LatentDiffusionPrior
@@ -19,6 +20,7 @@ from invdiff.priors.zoo import PriorInfo, describe, kind_of, load, names
 
 __all__ = [
     "ConditionalPrior",
+    "ControlNetPrior",
     "GaussianMixture",
     "GaussianMixturePrior",
     "LatentDiffusionPrior",

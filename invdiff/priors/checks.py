@@ -34,6 +34,13 @@ UNET_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
 # files each kind needs, relative to the folder
 REQUIRED_FILES = {
     "pixel": ["unet/config.json", f"unet/{WEIGHTS_FILE}", "scheduler/scheduler_config.json"],
+    "controlnet": [
+        "prior.json",
+        "unet/config.json",
+        f"unet/{WEIGHTS_FILE}",
+        "scheduler/scheduler_config.json",
+        "controlnet/adapter.safetensors",
+    ],
     "sr3": [
         "prior.json",
         "unet/config.json",
@@ -257,7 +264,7 @@ def validate_prior_folder(folder: str | Path) -> dict:
     read_json(layout.scheduler / SCHEDULER_FILE)
     cin, cout = int(unet_cfg.get("in_channels", 3)), int(unet_cfg.get("out_channels", 3))
     size = unet_cfg.get("sample_size")
-    if kind == "pixel" and cin != cout:
+    if kind in ("pixel", "controlnet") and cin != cout:
         raise PriorFolderError(
             f"{folder}/unet: a pixel prior needs in_channels == out_channels, got {cin} and {cout}"
         )
@@ -267,7 +274,11 @@ def validate_prior_folder(folder: str | Path) -> dict:
             "(image + condition), "
             f"got {cin} and {cout}"
         )
-    if kind in ("pixel", "sr3") and "image_size" in meta and meta["image_size"] != size:
+    if (
+        kind in ("pixel", "sr3", "controlnet")
+        and "image_size" in meta
+        and meta["image_size"] != size
+    ):
         raise PriorFolderError(
             f"{folder}: prior.json says image_size {meta['image_size']} "
             f"but unet/config.json has sample_size {size}"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("pixel", "sr3", "autoencoder", "latent")
+KINDS = ("pixel", "sr3", "autoencoder", "latent", "controlnet")
 PRESETS = ("small", "full")
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -67,6 +67,8 @@ class TrainConfig:
     factor: int = 4  # sr3
     autoencoder: str = ""  # latent: folder of a trained autoencoder run (or its autoencoder/)
     encode_limit: int = 0  # latent: encode only the first N training images (0: all)
+    prior: str = ""  # controlnet: the frozen pixel prior (zoo name or folder)
+    problem: str = ""  # controlnet: the problem preset whose measurements condition it
     # autoencoder
     latent_channels: int = 4
     recon_loss: str = "l1"
@@ -194,6 +196,12 @@ class TrainConfig:
         )
         if self.kind == "sr3":
             need(self.factor in (2, 4, 8), f"factor must be 2, 4 or 8, got {self.factor}")
+        if self.kind == "controlnet":
+            need(
+                bool(self.prior) and bool(self.problem),
+                "a ControlNet needs the frozen prior and the problem it learns to invert: "
+                "--prior NAME --problem PRESET (e.g. --prior fmnist32-pixel --problem fmnist-sr4)",
+            )
         if self.kind == "latent":
             need(
                 bool(self.autoencoder),
@@ -249,6 +257,20 @@ class TrainConfig:
 
 
 PRESET_VALUES: dict[str, dict[str, dict]] = {
+    "controlnet": {
+        # the network is a copy of the frozen prior's encoder: only the run's length is set here
+        "small": {"steps": 2000, "batch_size": 32, "lr": 2e-4, "ema_decay": 0.995},
+        "full": {
+            "steps": 30_000,
+            "batch_size": 128,
+            "lr": 1e-4,
+            "ema_decay": 0.9999,
+            "bf16": True,
+            "sample_every": 5000,
+            "checkpoint_every": 2500,
+            "log_every": 100,
+        },
+    },
     "pixel": {
         # ~2.7M parameters: channels 32/64/128, attention at 8x8 (CPU, about 0.3-0.8 step/s)
         "small": {

@@ -26,6 +26,8 @@ KIND_TEXT = {
     "an AutoencoderKL (f=4) and a DDPM on its scaled latents",
     "autoencoder": "an autoencoder (`AutoencoderKL`, f=4) for a latent prior "
     "(`invdiff train latent --autoencoder RUN`)",
+    "controlnet": "a ControlNet adapter (Zhang et al. 2023) on a frozen pixel prior "
+    "(`ControlNetPrior`, a `ConditionalPrior` conditioned on A^+ y)",
 }
 DATA_TEXT = (
     "Fashion-MNIST (Xiao et al. 2017, MIT licence), **train split** (60,000 images) read from "
@@ -178,6 +180,12 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
     low = size // meta.get("factor", 1)
     what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
     task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
+    if kind == "controlnet":
+        spec = ", ".join(f"{k}={v}" for k, v in meta["degradation"].items() if k != "name")
+        task = (
+            f", for measurements of {meta['degradation']['name']}({spec}) with noise "
+            f"sigma {meta['noise_sigma']} on the frozen prior {meta.get('base_prior', '')}"
+        )
     weights = "weights stored in fp16 (loaded as fp32)" if shipped else "weights stored in fp32"
     load = (
         f'prior = invdiff.priors.load("{name}")'

@@ -61,7 +61,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The trainable parameters (a ControlNet's frozen prior is not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _split_state(value: object, prefix: str, tensors: dict[str, torch.Tensor]) -> object:
@@ -306,7 +307,9 @@ def train(
             )
     task.prepare(images, labels)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a ControlNet's frozen prior has no trainable weights: the optimiser sees the adapter
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, cfg.warmup_steps)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
     ema = EMA(model, cfg.ema_decay)
@@ -433,7 +436,7 @@ def train(
                 loss = task.loss(step_model, generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
             lr_sched.step()
             ema.update(model)

@@ -14,6 +14,9 @@
   ``|x - D(z)|_1 (or _2^2) + w_KL KL(q(z|x) || N(0, I))`` (Rombach et al. 2022, App. G, without
   the perceptual and adversarial terms); its export records ``scaling_factor = 1 / std(mu(x))``.
 * ``latent``: the DDPM objective on the scaled posterior means of a trained autoencoder.
+* ``controlnet``: the DDPM objective of a frozen pixel prior with a trainable ControlNet
+  adapter (Zhang et al. 2023) conditioned on ``A^+ (A x0 + n)``, the measurement of a problem
+  preset mapped to image space (``invdiff.priors.controlnet``); only the adapter learns.
 """
 
 from __future__ import annotations
@@ -440,7 +443,102 @@ class AutoencoderTask:
         )
 
 
+class ControlNetTask(DiffusionTask):
+    """A ControlNet adapter on a frozen pixel prior, for one problem's measurements."""
+
+    grid_rows = ["A^+ y", "ControlNet", "truth"]
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        import invdiff
+        from invdiff.priors.pixel import PixelPrior
+
+        super().__init__(cfg, device)
+        base = invdiff.priors.load(cfg.prior, device=device)
+        if type(base) is not PixelPrior:
+            raise ValueError(
+                f"--prior {cfg.prior}: a ControlNet adapts an unconditional pixel prior, got a "
+                f"{type(base).__name__}"
+            )
+        self.base = base
+        # the frozen network's own noise schedule and parameterisation
+        self.scheduler = base.scheduler
+        self.abar = self.scheduler.alphas_cumprod.float().to(device)
+        self.prediction_type = base.prediction_type
+        self.problem = invdiff.problems.get(cfg.problem)
+        if tuple(self.problem.in_shape) != tuple(base.in_shape):
+            raise ValueError(
+                f"problem {cfg.problem} has images of shape {self.problem.in_shape}, the prior "
+                f"{cfg.prior} models {base.in_shape}"
+            )
+        self.operator = self.problem.operator(device)
+        kwargs = self.problem.operator_kwargs()
+        kwargs.pop("in_shape")
+        if "generator" in kwargs:  # a preset's plain seed, as the problem stores it
+            kwargs["seed"] = self.problem.operator_params["seed"]
+            kwargs.pop("generator")
+        self.degradation = {"name": self.problem.operator_name, **kwargs}
+        self.noise_sigma = float(getattr(self.problem.noise, "sigma", 0.0))
+
+    def model_shape(self) -> tuple[int, int, int]:
+        return tuple(self.base.in_shape)
+
+    def build_model(self) -> nn.Module:
+        import copy
+
+        from invdiff.priors.controlnet import ControlledUNet, ControlNetAdapter
+
+        unet = copy.deepcopy(self.base.unet)
+        return ControlledUNet(unet, ControlNetAdapter(unet, self.model_shape()[0]))
+
+    def measure(self, x0: Tensor, generator: torch.Generator) -> Tensor:
+        """``A^+ (A x0 + n)``, clamped to [-1, 1]: the condition the adapter reads."""
+        with torch.no_grad():
+            y = self.operator(x0)
+            y = y + self.noise_sigma * torch.randn(y.shape, generator=generator).to(y.device)
+            return self.operator.pinv(y).clamp(-1, 1)
+
+    def loss(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        cfg = self.cfg
+        idx = draw_batch(len(self.data), cfg.batch_size, generator)
+        x0 = self.data[idx].to(self.device)
+        noise = torch.randn(x0.shape, generator=generator).to(self.device)
+        t = torch.randint(0, len(self.abar), (cfg.batch_size,), generator=generator).to(self.device)
+        cond = self.measure(x0, generator)
+        a = self.abar[t].view(-1, 1, 1, 1)
+        labels = None
+        if self.base.null_label is not None:
+            labels = torch.full((cfg.batch_size,), self.base.null_label, device=self.device)
+        pred = model(vp_noisy(x0, noise, a), t, cond=cond, class_labels=labels).sample
+        target = training_target(self.prediction_type, x0, noise, a)
+        return F.mse_loss(pred.float(), target)
+
+    def prior(self, model: nn.Module) -> Prior:
+        from invdiff.priors.controlnet import ControlNetPrior
+
+        return ControlNetPrior(
+            model.unet,
+            self.scheduler,
+            model.adapter,
+            degradation=self.degradation,
+            noise_sigma=self.noise_sigma,
+            base=self.cfg.prior,
+        )
+
+    def grid_title(self) -> str:
+        return f"controlnet on {self.cfg.problem}: DDIM {self.cfg.sample_steps} steps"
+
+    def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        n = min(8, len(self.data))
+        truth = self.data[:n].to(self.device)
+        cond = self.measure(truth, generator)
+        x = ddim_sample(
+            self.prior(model), n, self.cfg.sample_steps, generator, cond=cond, clip=True
+        )
+        return make_grid(torch.cat([cond, x, truth]), nrow=n)
+
+
 TASKS = {
+    "controlnet": ControlNetTask,
     "pixel": DiffusionTask,
     "sr3": SR3Task,
     "latent": LatentTask,
