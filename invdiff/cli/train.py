@@ -22,6 +22,7 @@ Examples:
   invdiff train pixel --data ~/photos --image-size 64 --out runs/my-prior   # your images
   invdiff train sr3 --factor 4 --out runs/sr3-x4
   invdiff train autoencoder --out runs/ae && invdiff train latent --autoencoder runs/ae
+  invdiff train autoencoder --quantizer vq --perceptual --adversarial --adversarial-start 1000
   invdiff train pixel --cross-attention --out runs/xattn       # then: invdiff solve --class 3
   invdiff train controlnet --prior fmnist32-pixel --problem fmnist-sr4 --out runs/cn-sr4
 """
@@ -183,6 +184,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recon-loss", choices=("l1", "l2"))
     parser.add_argument("--kl-weight", type=non_negative_float)
     parser.add_argument(
+        "--quantizer",
+        choices=("kl", "vq"),
+        help="autoencoder: AutoencoderKL (kl, default) or VQModel (vq, Esser et al. 2021)",
+    )
+    parser.add_argument("--codebook-size", type=positive_int, help="autoencoder vq: entries")
+    parser.add_argument(
+        "--perceptual",
+        dest="perceptual_weight",
+        type=non_negative_float,
+        nargs="?",
+        const=1.0,
+        metavar="W",
+        help="autoencoder: add W x LPIPS(x, D(E(x))) to the loss (W = 1 if not given)",
+    )
+    parser.add_argument(
+        "--adversarial",
+        dest="adversarial_weight",
+        type=non_negative_float,
+        nargs="?",
+        const=0.5,
+        metavar="W",
+        help="autoencoder: add a patch-GAN (hinge loss, adaptive weight, Esser et al. 2021) "
+        "with weight W (0.5 if not given) after --adversarial-start steps",
+    )
+    parser.add_argument("--adversarial-start", type=non_negative_int)
+    parser.add_argument(
         "--dataset", help="registered data set name (default fashion_mnist; see invdiff list)"
     )
     parser.add_argument(
@@ -254,6 +281,11 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
         "latent_channels",
         "recon_loss",
         "kl_weight",
+        "quantizer",
+        "codebook_size",
+        "perceptual_weight",
+        "adversarial_weight",
+        "adversarial_start",
         "dataset",
         "image_size",
         "image_channels",

@@ -251,8 +251,6 @@ def validate_prior_folder(folder: str | Path) -> dict:
     Raises ``FileNotFoundError`` for a missing folder or file and ``PriorFolderError`` for a
     configuration or weights file that does not fit the kind.
     """
-    from diffusers import AutoencoderKL
-
     folder = require_folder(folder, [])
     meta = read_prior_json(folder)
     kind = meta.get("kind", "pixel")
@@ -285,7 +283,8 @@ def validate_prior_folder(folder: str | Path) -> dict:
         )
     if kind == "latent":
         refuse_pickled_weights(folder / "vae")
-        vae_cfg = check_weights(AutoencoderKL, folder / "vae")
+        require_folder(folder / "vae", ["config.json"])
+        vae_cfg = check_weights(vae_class(folder / "vae"), folder / "vae")
         down = 2 ** (len(vae_cfg.get("block_out_channels", [0])) - 1)
         latent = (
             int(vae_cfg.get("latent_channels", 4)),
@@ -320,14 +319,33 @@ def load_unet_and_scheduler(folder: Path, *, device: str | torch.device = "cpu")
     return unet, scheduler
 
 
-def load_vae(subfolder: Path, *, device: str | torch.device = "cpu"):  # noqa: ANN201
-    """The diffusers ``AutoencoderKL`` of a latent prior folder (fp32, on ``device``)."""
-    from diffusers import AutoencoderKL
+#: the autoencoder classes a latent prior may use (``_class_name`` of ``vae/config.json``)
+VAE_CLASSES = ("AutoencoderKL", "VQModel")
 
+
+def vae_class(subfolder: Path):  # noqa: ANN201 - a diffusers model class
+    """``AutoencoderKL`` or ``VQModel``, as ``subfolder/config.json`` names it (a config
+    without ``_class_name`` is an ``AutoencoderKL``, as older runs wrote it)."""
+    import diffusers
+
+    cfg = read_json(subfolder / "config.json")
+    name = cfg.get("_class_name", "AutoencoderKL")
+    if name not in VAE_CLASSES:
+        raise PriorFolderError(
+            f"{subfolder}/config.json: _class_name {name!r} is not an autoencoder invdiff "
+            f"loads; expected one of {', '.join(VAE_CLASSES)}"
+        )
+    return getattr(diffusers, name)
+
+
+def load_vae(subfolder: Path, *, device: str | torch.device = "cpu"):  # noqa: ANN201
+    """The diffusers ``AutoencoderKL`` or ``VQModel`` of a latent prior folder (fp32, on
+    ``device``)."""
     refuse_pickled_weights(subfolder)
     require_folder(subfolder, ["config.json", WEIGHTS_FILE])
     vae = (
-        AutoencoderKL.from_pretrained(
+        vae_class(subfolder)
+        .from_pretrained(
             subfolder, local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
         )
         .float()

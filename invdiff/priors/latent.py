@@ -1,5 +1,6 @@
 """Latent diffusion prior (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent
-Diffusion Models", Sec. 3-4): a DDPM on the scaled latents of an ``AutoencoderKL``.
+Diffusion Models", Sec. 3-4): a DDPM on the scaled latents of an ``AutoencoderKL`` (or of a
+``VQModel``: the continuous latent before its quantiser, ``encoder_output``).
 
 ``encode(x) = s * mu_phi(x)`` (the mean of the encoder's posterior) and
 ``decode(z) = D(z / s)``, with the scaling factor ``s = 1 / std(mu_phi(x))`` measured on the
@@ -10,6 +11,7 @@ flow through ``decode`` (latent DPS / PSLD need them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +29,20 @@ def _decoded(out) -> Tensor:  # noqa: ANN001 - a diffusers DecoderOutput
 
 def _latent_mean(out) -> Tensor:  # noqa: ANN001 - a diffusers AutoencoderKLOutput
     return out.latent_dist.mean
+
+
+def _pre_quantization(out) -> Tensor:  # noqa: ANN001 - a diffusers VQEncoderOutput
+    return out.latents
+
+
+def encoder_output(vae) -> Callable:  # noqa: ANN001 - a diffusers autoencoder
+    """What ``encode`` keeps of the autoencoder's output: the posterior mean of an
+    ``AutoencoderKL``; the continuous latent before quantisation of a ``VQModel`` (LDM's
+    VQ-regularised models, Rombach et al. 2022, Sec. 3: the quantiser is part of the decoder,
+    which snaps its input to the codebook, with straight-through gradients)."""
+    from diffusers import VQModel
+
+    return _pre_quantization if isinstance(vae, VQModel) else _latent_mean
 
 
 @register
@@ -68,7 +84,7 @@ class LatentDiffusionPrior(PixelPrior, LatentPrior):
         """Image in [-1, 1] ``N x C x H x W`` -> scaled latent mean ``N x c x h x w``."""
         if tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"x must be N x {self.image_shape}, got {tuple(x.shape)}")
-        mean = self._encode_runner(x.to(weight_dtype(self.vae)), output=_latent_mean)
+        mean = self._encode_runner(x.to(weight_dtype(self.vae)), output=encoder_output(self.vae))
         return (mean * self.scaling_factor).to(x.dtype)
 
     def decode(self, z: Tensor) -> Tensor:

@@ -73,6 +73,11 @@ class TrainConfig:
     latent_channels: int = 4
     recon_loss: str = "l1"
     kl_weight: float = 1e-4
+    quantizer: str = "kl"  # kl (AutoencoderKL) | vq (VQModel, Esser et al. 2021)
+    codebook_size: int = 256  # vq: codebook entries
+    perceptual_weight: float = 0.0  # weight of the LPIPS term (0: off)
+    adversarial_weight: float = 0.0  # weight of the patch-GAN term (0: off)
+    adversarial_start: int = 0  # steps of reconstruction-only warm-up before the GAN term
     # free text recorded in the model card
     command: str = ""
     extra: dict = field(default_factory=dict)
@@ -130,10 +135,11 @@ class TrainConfig:
             "latent_channels",
             "class_tokens",
             "token_dim",
+            "codebook_size",
         ):
             value = getattr(self, name)
             need(value >= 1, f"{name} must be >= 1, got {value}")
-        for name in ("seed", "warmup_steps", "encode_limit"):
+        for name in ("seed", "warmup_steps", "encode_limit", "adversarial_start"):
             value = getattr(self, name)
             need(value >= 0, f"{name} must be >= 0, got {value}")
         need(
@@ -151,6 +157,22 @@ class TrainConfig:
         )
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
+        need(
+            self.quantizer in ("kl", "vq"),
+            f"quantizer must be 'kl' or 'vq', got {self.quantizer!r}",
+        )
+        for name in ("perceptual_weight", "adversarial_weight"):
+            value = getattr(self, name)
+            need(value >= 0, f"{name} must be >= 0, got {value}")
+        need(
+            self.kind == "autoencoder"
+            or (
+                self.quantizer == "kl"
+                and not self.perceptual_weight
+                and not self.adversarial_weight
+            ),
+            "quantizer, perceptual_weight and adversarial_weight are autoencoder settings",
+        )
         need(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(
             self.beta_schedule in BETA_SCHEDULES,

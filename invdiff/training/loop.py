@@ -433,6 +433,7 @@ def train(
         while step < cfg.steps:
             model.train()
             with autocast:
+                task.step = step
                 loss = task.loss(step_model, generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,9 +10,10 @@
   prior samples with guidance through ``PixelPrior.conditioned``.
 * ``sr3``: the same objective with ``concat(x_t, up(down(x0)))`` as network input (Saharia et
   al. 2021, Eq. 6).
-* ``autoencoder``: an ``AutoencoderKL`` with ``f = 4`` trained on
-  ``|x - D(z)|_1 (or _2^2) + w_KL KL(q(z|x) || N(0, I))`` (Rombach et al. 2022, App. G, without
-  the perceptual and adversarial terms); its export records ``scaling_factor = 1 / std(mu(x))``.
+* ``autoencoder``: an ``AutoencoderKL`` or ``VQModel`` with ``f = 4`` trained on
+  ``|x - D(z)|_1 (or _2^2)`` + the KL or codebook term, optionally + LPIPS + a patch-GAN with
+  adaptive weight (Rombach et al. 2022, App. G; Esser et al. 2021); its export records
+  ``scaling_factor = 1 / std`` of the latents a latent prior diffuses.
 * ``latent``: the DDPM objective on the scaled posterior means of a trained autoencoder.
 * ``controlnet``: the DDPM objective of a frozen pixel prior with a trainable ControlNet
   adapter (Zhang et al. 2023) conditioned on ``A^+ (A x0 + n)``, the measurement of a problem
@@ -351,12 +352,15 @@ class LatentTask(DiffusionTask):
                 f"{self.cfg.autoencoder} encodes {self.vae.config.in_channels}; pass the "
                 "--image-channels it was trained with"
             )
+        from invdiff.priors.latent import encoder_output
+
+        keep = encoder_output(self.vae)
         chunks = []
         if self.cfg.encode_limit:
             # encoding is the slow part on a CPU; a subset is plenty for a short run
             images, labels = images[: self.cfg.encode_limit], labels[: self.cfg.encode_limit]
         for i in tqdm(range(0, len(images), 500), desc="encoding latents", leave=False):
-            mean = self.vae.encode(images[i : i + 500].to(self.device)).latent_dist.mean
+            mean = keep(self.vae.encode(images[i : i + 500].to(self.device)))
             chunks.append((mean * self.scaling_factor).cpu())
         self.data, self.labels = torch.cat(chunks), labels
         self.images = images
@@ -375,71 +379,144 @@ class LatentTask(DiffusionTask):
         return make_grid(prior.decode(z), nrow=int(self.cfg.num_samples**0.5 + 0.5))
 
 
+class AutoencoderWithCritic(nn.Module):
+    """An autoencoder and the patch discriminator that judges its reconstructions: one module,
+    so one optimiser, EMA and checkpoint hold both (``invdiff.training.adversarial``)."""
+
+    def __init__(self, autoencoder: nn.Module, critic: nn.Module) -> None:
+        super().__init__()
+        self.autoencoder, self.critic = autoencoder, critic
+
+
+def autoencoder_of(model: nn.Module) -> nn.Module:
+    return model.autoencoder if isinstance(model, AutoencoderWithCritic) else model
+
+
 class AutoencoderTask:
-    """``AutoencoderKL`` with ``f = 2^(levels - 1)``; reconstruction + small KL."""
+    """The LDM first stage (Rombach et al. 2022, App. G; Esser et al. 2021): an
+    ``AutoencoderKL`` (``quantizer = kl``) or ``VQModel`` (``vq``) with ``f = 2^(levels - 1)``,
+    trained on
+
+        |x - D(E(x))|_1 (or _2^2)  + w_KL KL(q(z|x) || N(0, I))   (kl)
+                                   + ||sg[E(x)] - z_q||^2 + beta ||E(x) - sg[z_q]||^2   (vq)
+                                   + w_P LPIPS(x, D(E(x)))        (perceptual_weight > 0)
+                                   + w_G lambda L_G + L_D         (adversarial_weight > 0)
+
+    with the hinge patch-GAN and adaptive weight ``lambda`` of ``invdiff.training.adversarial``,
+    switched on after ``adversarial_start`` steps. The exported folder holds the autoencoder
+    only."""
 
     grid_rows = ["input", "recon"]
 
     def grid_title(self) -> str:
-        return "autoencoder: training images and reconstructions (EMA)"
+        return f"autoencoder ({self.cfg.quantizer}): training images and reconstructions (EMA)"
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
         self.data: Tensor | None = None
+        self.step = 0  # the loop sets it before every loss (the GAN warm-up reads it)
 
     def build_model(self) -> nn.Module:
-        from diffusers import AutoencoderKL
+        from diffusers import AutoencoderKL, VQModel
 
-        n = len(self.cfg.channels)
-        return AutoencoderKL(
-            in_channels=self.cfg.image_channels,
-            out_channels=self.cfg.image_channels,
+        cfg = self.cfg
+        n = len(cfg.channels)
+        common = dict(
+            in_channels=cfg.image_channels,
+            out_channels=cfg.image_channels,
             down_block_types=("DownEncoderBlock2D",) * n,
             up_block_types=("UpDecoderBlock2D",) * n,
-            block_out_channels=tuple(self.cfg.channels),
-            layers_per_block=self.cfg.layers_per_block,
-            latent_channels=self.cfg.latent_channels,
-            norm_num_groups=self.cfg.norm_groups,
-            sample_size=self.cfg.image_size,
+            block_out_channels=tuple(cfg.channels),
+            layers_per_block=cfg.layers_per_block,
+            latent_channels=cfg.latent_channels,
+            norm_num_groups=cfg.norm_groups,
+            sample_size=cfg.image_size,
         )
+        if cfg.quantizer == "vq":
+            model = VQModel(
+                **common, num_vq_embeddings=cfg.codebook_size, vq_embed_dim=cfg.latent_channels
+            )
+        else:
+            model = AutoencoderKL(**common)
+        if cfg.adversarial_weight > 0:
+            from invdiff.training.adversarial import PatchDiscriminator
+
+            model = AutoencoderWithCritic(model, PatchDiscriminator(cfg.image_channels))
+        return model
 
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         self.data = images
 
     def loss(self, model: nn.Module, generator: torch.Generator) -> Tensor:
         cfg = self.cfg
+        ae = autoencoder_of(model)
         x = self.data[draw_batch(len(self.data), cfg.batch_size, generator)].to(self.device)
-        posterior = model.encode(x).latent_dist
-        eps = torch.randn(posterior.mean.shape, generator=generator).to(self.device)
-        z = posterior.mean + posterior.std * eps
-        rec = model.decode(z).sample.float()
+        if cfg.quantizer == "vq":
+            out = ae.decode(ae.encode(x).latents)
+            rec, reg = out.sample.float(), out.commit_loss.float().mean()
+        else:
+            posterior = ae.encode(x).latent_dist
+            eps = torch.randn(posterior.mean.shape, generator=generator).to(self.device)
+            rec = ae.decode(posterior.mean + posterior.std * eps).sample.float()
+            # per pixel, like the reconstruction term
+            reg = cfg.kl_weight * posterior.kl().float().mean() / x[0].numel()
         rec_loss = (rec - x).abs().mean() if cfg.recon_loss == "l1" else F.mse_loss(rec, x)
-        kl = posterior.kl().float().mean() / x[0].numel()  # per pixel, like the reconstruction term
-        return rec_loss + cfg.kl_weight * kl
+        if cfg.perceptual_weight > 0:
+            from invdiff.metrics.perceptual import lpips_network
+
+            rec_loss = (
+                rec_loss + cfg.perceptual_weight * lpips_network("alex", x.device)(rec, x).mean()
+            )
+        total = rec_loss + reg
+        if isinstance(model, AutoencoderWithCritic) and self.step >= cfg.adversarial_start:
+            from invdiff.training.adversarial import adversarial_losses
+
+            gan, _ = adversarial_losses(
+                model.critic,
+                x,
+                rec,
+                rec_loss,
+                ae.decoder.conv_out.weight,
+                cfg.adversarial_weight,
+            )
+            total = total + gan
+        return total
 
     @torch.no_grad()
     def scaling_factor(self, model: nn.Module, n: int = 2048) -> float:
-        """``1 / std`` of the posterior means over the first ``n`` training images."""
+        """``1 / std`` of the latents ``encode`` keeps over the first ``n`` training images."""
+        from invdiff.priors.latent import encoder_output
+
+        ae = autoencoder_of(model)
+        keep = encoder_output(ae)
         n = min(n, len(self.data))
-        means = [
-            model.encode(self.data[i : min(i + 512, n)].to(self.device)).latent_dist.mean
+        latents = [
+            keep(ae.encode(self.data[i : min(i + 512, n)].to(self.device)))
             for i in range(0, n, 512)
         ]
-        return float(1.0 / torch.cat(means).float().std())
+        return float(1.0 / torch.cat(latents).float().std())
 
     @torch.no_grad()
     def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
+        from invdiff.priors.latent import encoder_output
+
+        ae = autoencoder_of(model)
         x = self.data[:8].to(self.device)
-        rec = model.decode(model.encode(x).latent_dist.mean).sample
+        rec = ae.decode(encoder_output(ae)(ae.encode(x))).sample
         return make_grid(torch.cat([x, rec]), nrow=8)  # rows: input, reconstruction
 
     def export(self, model: nn.Module, folder: Path) -> None:
+        ae = autoencoder_of(model)
         s = self.scaling_factor(model)
-        model.register_to_config(scaling_factor=s)
-        model.save_pretrained(folder / "vae")
+        ae.register_to_config(scaling_factor=s)
+        ae.save_pretrained(folder / "vae")
         (folder / "autoencoder.json").write_text(
-            json.dumps({"kind": "autoencoder", "scaling_factor": s}, indent=2) + "\n"
+            json.dumps(
+                {"kind": "autoencoder", "scaling_factor": s, "quantizer": self.cfg.quantizer},
+                indent=2,
+            )
+            + "\n"
         )
 
 
