@@ -163,8 +163,11 @@ def test_cross_attention_training_run_exports_a_guidable_prior(tmp_path):
         class_tokens=2,
         token_dim=8,
         label_dropout=0.5,
+        sample_every=2,
+        num_samples=4,
     )
     out = train(cfg, progress=False, data=tiny_data())
+    assert (out / "samples" / "latest.png").is_file()  # one guided class per column
     prior = invdiff.priors.load(out / "prior")
     assert isinstance(prior.unet, UNet2DConditionModel) and prior.null_label == 10
     x = torch.zeros(2, 1, 8, 8)

@@ -262,18 +262,32 @@ class DiffusionTask:
     #: what the rows of ``grid`` show, top to bottom (None: every row is samples)
     grid_rows: list[str] | None = None
 
+    #: the guidance weight of the preview grids of a class-conditional run
+    grid_guidance = 3.0
+
+    def conditional(self) -> bool:
+        return self.cfg.kind == "pixel" and (self.cfg.class_conditional or self.cfg.cross_attention)
+
     def grid_title(self) -> str:
+        classes = (
+            f", class = column, guidance w={self.grid_guidance:g}" if self.conditional() else ""
+        )
         return (
             f"{self.cfg.kind}: EMA samples, DDIM {self.cfg.sample_steps} steps"
             + (", x0 clipped" if self.cfg.kind == "pixel" else "")
-            + (", null class" if self.cfg.class_conditional or self.cfg.cross_attention else "")
+            + classes
         )
 
     def grid(self, model: nn.Module, generator: torch.Generator) -> Tensor:
-        x = ddim_sample(
-            self.prior(model), self.cfg.num_samples, self.cfg.sample_steps, generator, clip=True
-        )
-        return make_grid(x, nrow=int(self.cfg.num_samples**0.5 + 0.5))
+        prior, n = self.prior(model), self.cfg.num_samples
+        nrow = int(n**0.5 + 0.5)
+        if self.conditional():
+            # one class per column: the grid shows whether the label is followed
+            nrow = min(self.cfg.num_classes, n)
+            labels = torch.arange(n, device=self.device) % nrow
+            prior = prior.conditioned(labels, guidance=self.grid_guidance)
+        x = ddim_sample(prior, n, self.cfg.sample_steps, generator, clip=True)
+        return make_grid(x, nrow=nrow)
 
     def export(self, model: nn.Module, folder: Path) -> None:
         self.prior(model).save(folder)
