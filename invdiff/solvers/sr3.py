@@ -9,7 +9,12 @@ model (Algorithm 2, ``x_{t-1} = (x_t - (1 - alpha_t) / sqrt(1 - abar_t) f(c, x_t
 step of ``invdiff.samplers.ddpm`` (strided when ``steps`` is below the grid size).
 
 The operator and noise model are not used by the sampler (the network learned them); the
-operator only fixes the image shape, which must match the prior's.
+operator only fixes the image shape, which must match the prior's, and a prior that names its
+training degradation refuses any other operator (``ConditionalPrior.mismatch``).
+
+The sampler serves any ``ConditionalPrior``: a ControlNet prior
+(``invdiff.priors.controlnet``, conditioned on ``A^+ y``) is sampled the same way,
+``invdiff solve --solver sr3 --prior runs/cn-sr4/prior --problem fmnist-sr4``.
 """
 
 from __future__ import annotations
