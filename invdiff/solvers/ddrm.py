@@ -37,6 +37,15 @@ replaced by a draw from ``p(x0_i | ybar_i)`` in its Gaussian view
 which is what ``xbar_theta`` stands for in Eq. 8 as ``sigma_{t+1}`` approaches
 ``sigma_y / s_i``; the residual is then 0.9-1.1 times the exact one in every setting.
 
+Tiny singular values. Eq. 7 assumes ``sigma_T > sigma_y / s_i``. A coordinate measured more
+noisily than the chain's first level (the small singular values of a blur) is unobserved for
+the whole chain, as deepinv's DDRM treats ``s_i <= sigma_y`` on its [0, 1] grid. Eq. 8's noisy
+branch would otherwise pull it towards ``ybar_i``, whose noise (std ``sigma_y / s_i``, up to
+hundreds) is the same realisation at every step, once per step: the error grew with the number
+of steps (Fashion-MNIST Gaussian deblurring, 16 val images: 23.9 / 23.1 / 22.3 dB at 20 / 100 /
+200 NFE; with the rule 23.7 / 24.0 / 24.1 dB; on the Gaussian-mixture test bed's blur, the
+distance to the exact posterior at 40 steps fell from 0.14-0.35 to 0.12-0.22 of the prior's).
+
 The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
 ``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
 and built by ``invdiff.diffusion.grid_sigmas``; Eq. 7-8 hold between any two levels. The default is
@@ -130,16 +139,19 @@ class DDRM(Solver):
         # sigma_y / s_i: the noise level of ybar_i (inf on unobserved coordinates)
         s_safe = torch.where(observed, s.abs(), torch.ones_like(s))
         level_y = torch.where(observed, sigma_y / s_safe, torch.full_like(s, math.inf))
+        # a coordinate measured more noisily than the chain's start carries less information
+        # than the chain's own noise: unobserved for the whole chain (module docstring, "Tiny
+        # singular values"); else Eq. 8 pulls it to the same noisy ybar_i at every step
+        observed = observed & (level_y < sigmas[0])
+        level_y = torch.where(observed, level_y, torch.full_like(s, math.inf))
         level_y_safe = torch.where(observed & (level_y > 0), level_y, torch.ones_like(s))
         level_y_last = level_y  # inf where unobserved
         eps = torch.empty((n, dim), device=generator.device)
 
-        # Eq. 7. It assumes sigma_T > sigma_y / s_i; a coordinate measured more noisily than
-        # that (a tiny singular value of a blur) carries no information at sigma_T, and
-        # ybar_i = y_i / s_i would start the chain far off: it starts as unobserved.
+        # Eq. 7 (the coordinates measured more noisily than sigma_T start as unobserved)
         start = sigmas[0]
         xbar = torch.where(
-            observed & (level_y < start),
+            observed,
             ybar
             + (start**2 - level_y.clamp_max(start) ** 2).sqrt()
             * eps.normal_(generator=generator).to(device),
