@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     parser.add_argument("--val-images", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--long-nfe", type=int, default=1000, help="deepinv DPS; 0: skip")
-    parser.add_argument("--long-val-images", type=int, default=8)
+    parser.add_argument("--long-val-images", type=int, default=4)
     parser.add_argument("--long-candidates", type=int, default=4)
     parser.add_argument("--table", default="benchmarks/tuned/fmnist32.json")
     parser.add_argument(
