@@ -79,11 +79,8 @@ def degradation_mismatch(
     names no degradation)."""
     if spec is None or is_degradation(spec, operator, in_shape):
         return None
-    from invdiff import problems
-
     args = ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name")
-    fitting = [n for n in problems.names() if problems.get(n).operator_name == spec["name"]]
-    example = f" (presets measured with it: {', '.join(fitting[:4])})" if fitting else ""
+    example = " (e.g. fmnist-sr4-bicubic)" if spec["name"] == DEGRADATION else ""
     return (
         f"prior {prior} was trained on measurements of {spec['name']}({args}), but the problem "
         f"measures with {operator.registry_name or type(operator).__name__}"

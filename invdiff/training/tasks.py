@@ -540,11 +540,12 @@ class ControlNetTask(DiffusionTask):
     grid_rows = ["A^+ y", "ControlNet", "truth"]
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
-        import invdiff
+        from invdiff.priors import load
         from invdiff.priors.pixel import PixelPrior
+        from invdiff.problems import get as get_problem
 
         super().__init__(cfg, device)
-        base = invdiff.priors.load(cfg.prior, device=device)
+        base = load(cfg.prior, device=device)
         if type(base) is not PixelPrior:
             raise ValueError(
                 f"--prior {cfg.prior}: a ControlNet adapts an unconditional pixel prior, got a "
@@ -555,7 +556,7 @@ class ControlNetTask(DiffusionTask):
         self.scheduler = base.scheduler
         self.abar = self.scheduler.alphas_cumprod.float().to(device)
         self.prediction_type = base.prediction_type
-        self.problem = invdiff.problems.get(cfg.problem)
+        self.problem = get_problem(cfg.problem)
         if tuple(self.problem.in_shape) != tuple(base.in_shape):
             raise ValueError(
                 f"problem {cfg.problem} has images of shape {self.problem.in_shape}, the prior "
