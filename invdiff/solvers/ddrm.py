@@ -53,7 +53,8 @@ and built by ``invdiff.diffusion.grid_sigmas``; Eq. 7-8 hold between any two lev
 to the prior's smallest level: on held-out Fashion-MNIST images it beat the strided DDPM grid
 of the paper's code by 0.7-1.5 dB on random70 and 0.1-0.7 dB on sr4 at 20-100 NFE, and lost
 0.3-0.7 dB on Gaussian deblurring at 50-100 NFE (0.4 dB better on average, LPIPS lower or equal
-in 8 of 9 cells; ``benchmarks/results/grids/``). ``grid = "ddpm"`` is the paper's. On the
+in 8 of 9 cells; ``benchmarks/results/grids/``, measured before the rule for tiny singular
+values above, whose absence cost most on deblurring). ``grid = "ddpm"`` is the paper's. On the
 Gaussian-mixture test bed the linear grid is also closer to the exact posterior (compressed
 sensing, 20 steps: 0.16 of the prior's distance against 0.24).
 """
