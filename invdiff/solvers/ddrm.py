@@ -44,7 +44,7 @@ branch would otherwise pull it towards ``ybar_i``, whose noise (std ``sigma_y / 
 hundreds) is the same realisation at every step, once per step: the error grew with the number
 of steps (Fashion-MNIST Gaussian deblurring, 16 val images: 23.9 / 23.1 / 22.3 dB at 20 / 100 /
 200 NFE; with the rule 23.7 / 24.0 / 24.1 dB; on the Gaussian-mixture test bed's blur, the
-distance to the exact posterior at 40 steps fell from 0.14-0.35 to 0.12-0.22 of the prior's).
+distance to the exact posterior at 40 steps fell from 0.13-0.35 to 0.12-0.22 of the prior's).
 
 The noise grid is the ``grid`` hyperparameter (``"ddpm"``, ``"linear"``, ``"karras"``) with
 ``sigma_max``, declared once for all grid-walking solvers (``invdiff.solvers.common.GRID_HYPERS``)
