@@ -21,20 +21,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from invdiff.data.fashion_mnist import CLASSES
+
 CLASSIFIER_DIR = Path(__file__).resolve().parent.parent / "zoo" / "fmnist32-classifier"
 WEIGHTS = "classifier.safetensors"
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 
 
 class FashionClassifier(nn.Module):
