@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_peers import deepinv_denoiser, svd_physics
+from bench_peers import NFECounter, deepinv_denoiser, svd_physics
 
 import invdiff
 from invdiff.bench.stats import mean_ci
@@ -63,14 +63,6 @@ PEER_SPACES: dict[str, dict[str, Hyper]] = {
     },
 }
 PIXEL_PRIOR = "fmnist32-pixel"
-
-
-class Counter:
-    """Forward calls of the UNet, whoever calls it (both libraries counted alike)."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.count = 0
-        module.register_forward_hook(lambda *_: setattr(self, "count", self.count + 1))
 
 
 class Setting:
@@ -217,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
 
     prior = invdiff.priors.load(PIXEL_PRIOR, device=device)
     den, unet, how = deepinv_denoiser(ZOO_DIR / PIXEL_PRIOR, prior, device)
-    theirs_nfe = Counter(unet)
+    theirs_nfe = NFECounter(unet)
     test_idx = list(range(args.images))
     val_idx = list(range(args.val_images))
     x_test = invdiff.data.get("fashion_mnist", split="test").images(test_idx).to(device)

@@ -563,12 +563,14 @@ class ControlNetTask(DiffusionTask):
                 f"{cfg.prior} models {base.in_shape}"
             )
         self.operator = self.problem.operator(device)
-        kwargs = self.problem.operator_kwargs()
-        kwargs.pop("in_shape")
-        if "generator" in kwargs:  # a preset's plain seed, as the problem stores it
-            kwargs["seed"] = self.problem.operator_params["seed"]
-            kwargs.pop("generator")
-        self.degradation = {"name": self.problem.operator_name, **kwargs}
+        bank = self.problem.bank
+        where = {} if bank is None else {"bank": bank, "index": self.problem.bank_index or 0}
+        # the preset's own arguments (a plain seed, not the generator the factory gets)
+        self.degradation = {
+            "name": self.problem.operator_name,
+            **self.problem.operator_params,
+            **where,
+        }
         self.noise_sigma = float(getattr(self.problem.noise, "sigma", 0.0))
 
     def model_shape(self) -> tuple[int, int, int]:
