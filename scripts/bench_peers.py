@@ -1,8 +1,9 @@
 """invdiff against a peer library: DPS, DDRM and DiffPIR of invdiff and of deepinv 0.5.0.
 
-Both sides use the same network (our pixel prior: the zoo's ``fmnist32-pixel`` or a folder),
-the same Fashion-MNIST test images, the same problem (``fmnist-random70`` by default: 70 % of the
-pixels missing, sigma_y = 0.05 on [-1, 1]) and the same number of network evaluations (counted
+Both sides use the same network (our pixel prior: the problem's, e.g. the zoo's
+``fmnist32-pixel``, or ``emoji32-pixel`` for the colour ``emoji-*`` problems, or a folder), the
+same test images, the same problem (``fmnist-random70`` by default: 70 % of the pixels missing,
+sigma_y = 0.05 on [-1, 1]) and the same number of network evaluations (counted
 by a forward hook on the UNet, so both libraries are measured the same way). deepinv sees the
 network through ``deepinv.models.DiffusersDenoiserWrapper`` on the local folder, or (if that
 cannot load offline) through ``InvdiffDenoiser``, a thin deepinv ``Denoiser`` calling our prior.
@@ -157,7 +158,12 @@ def solver_settings(items: list[str], solvers: list[str]) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prior", default="fmnist32-pixel", help="pixel prior: zoo name or folder")
+    parser.add_argument(
+        "--prior",
+        default=None,
+        help="pixel prior: zoo name or folder (default: the first problem's pixel prior, e.g. "
+        "emoji32-pixel for the colour emoji-* problems)",
+    )
     parser.add_argument(
         "--problem",
         nargs="+",
@@ -209,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     from invdiff.priors.zoo import ZOO_DIR
 
     device = torch.device(args.device)
+    if args.prior is None:
+        args.prior = invdiff.problems.get(args.problem[0]).priors["pixel"]
     folder = ZOO_DIR / args.prior if args.prior in invdiff.priors.names() else args.prior
     # one prior per invdiff variant, each from the same folder (the same weights)
     priors = {}
@@ -268,7 +276,10 @@ def compare(args, problem_name, steps, priors, settings, den, theirs_count, lp, 
     problem = invdiff.problems.get(problem_name)
     op = problem.operator(device)
     noise = problem.noise
-    x = invdiff.data.get(problem.dataset, split="test").images(range(args.images)).to(device)
+    test = invdiff.data.for_shape(
+        problem.dataset, split="test", size=problem.image_size, channels=problem.channels
+    )
+    x = test.images(range(args.images)).to(device)
     y = problem.measure(x, index=0, seed=args.seed, operator=op)
     sigma01 = float(noise.sigma) / 2
     if type(op).is_inpainting:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Quality of the shipped priors (a benchmark, not a test): writes JSON and the model cards.
 
-For each zoo prior, on the Fashion-MNIST test split:
+For each zoo prior, on the test split of the data set it was trained on (its training.json;
+Fashion-MNIST, or the colour emoji set, whose test split has 339 images: N real is stated):
 * FID and KID (Inception-2015-12-05 pool3, ``invdiff.metrics``) of N unconditional DDIM samples
   against N test images (pixel and latent priors; N is reported: FID at small N is biased up);
 * denoising PSNR of the one-step Tweedie estimate ``x0(x + sigma eps, sigma)`` against the noisy
@@ -12,6 +13,7 @@ For each zoo prior, on the Fashion-MNIST test split:
 * latent prior: autoencoder reconstruction PSNR.
 
     python scripts/prior_quality.py --update-cards   # all four, into invdiff/zoo/quality.json
+    python scripts/prior_quality.py --names emoji32-pixel --update-cards
 """
 
 from __future__ import annotations
@@ -49,12 +51,19 @@ def denoising(prior, x: torch.Tensor, generator: torch.Generator) -> dict:
     for s in SIGMAS:
         noisy = clean + s * torch.randn(clean.shape, generator=generator)
         est = prior.x0(noisy, s, cond)
+        latent_gain = None
         if isinstance(prior, LatentPrior):
+            # the diffusion model's own gain, where the autoencoder's error does not enter
+            latent_gain = 10 * torch.log10(
+                (noisy - clean).pow(2).mean() / (est - clean).pow(2).mean()
+            )
             noisy, est = prior.decode(noisy), prior.decode(est)
         out[str(s)] = {
             "identity": mean(invdiff.metrics.psnr(noisy.clamp(-1, 1), x)),
             "prior": mean(invdiff.metrics.psnr(est.clamp(-1, 1), x)),
         }
+        if latent_gain is not None:
+            out[str(s)]["latent_gain_db"] = float(latent_gain)
     return {"n": len(x), "by_sigma": out}
 
 
@@ -109,6 +118,19 @@ def super_resolution(prior, x: torch.Tensor, steps: int, seed: int) -> dict:
     }
 
 
+def training_data(folder: Path) -> tuple[str, int, int]:
+    """(data set, image size, channels) a prior folder was trained on (its training.json)."""
+    config = json.loads((folder / "training.json").read_text())["config"]
+    return config["dataset"], config["image_size"], config.get("image_channels", 1)
+
+
+def test_images(folder: Path, seed: int) -> torch.Tensor:
+    """The test split of the prior's data set, in a fixed random order."""
+    name, size, channels = training_data(folder)
+    x_all = invdiff.data.for_shape(name, split="test", size=size, channels=channels).images()
+    return x_all[torch.randperm(len(x_all), generator=torch.Generator().manual_seed(seed))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", default="invdiff/zoo/quality.json", help="JSON (merged per prior)")
     parser.add_argument(
+        "--denoise-only",
+        action="store_true",
+        help="measure denoising only; keep the other figures of the folder's quality.json",
+    )
+    parser.add_argument(
         "--update-cards",
         action="store_true",
         help="write quality.json + README.md in each zoo folder",
@@ -137,15 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
 
-    test = invdiff.data.get("fashion_mnist", split="test")
-    x_all = test.images()
-    perm = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(args.seed))
-    x_den, x_sr, x_fid = (
-        x_all[perm[: args.n_denoise]],
-        x_all[perm[: args.n_sr]],
-        x_all[perm[: args.n_fid]],
-    )
-    real_features = None
+    real_features: dict[tuple, torch.Tensor] = {}  # per (data set, size, channels)
     results = {
         "command": command,
         "device": "cpu",
@@ -160,28 +179,39 @@ def main(argv: list[str] | None = None) -> int:
             if name in invdiff.priors.names()
             else Path(name)
         )
+        x_all = test_images(folder, args.seed)
+        x_den, x_sr, x_fid = x_all[: args.n_denoise], x_all[: args.n_sr], x_all[: args.n_fid]
         q = {
             "command": command,
+            "data": "{} test split, {} px, {} channel(s)".format(*training_data(folder)),
             "denoise": denoising(prior, x_den, torch.Generator().manual_seed(args.seed)),
         }
-        if isinstance(prior, ConditionalPrior):
+        if args.denoise_only:
+            earlier = folder / "quality.json"
+            kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
+            q = {**kept, "denoise": q["denoise"], "data": q["data"]}
+            q["command"] = kept.get("command", command) + f"; denoising: {command}"
+        elif isinstance(prior, ConditionalPrior):
             q["sr"] = super_resolution(prior, x_sr, args.steps, args.seed)
         else:
-            if real_features is None:
+            data_key = training_data(folder)
+            if data_key not in real_features:
                 metric = invdiff.metrics.InceptionDistance(progress=False)
                 metric.update(x_fid, real=True)
-                real_features = metric.features(True)
+                real_features[data_key] = metric.features(True)
             fake = sample_images(prior, args.n_fid, args.steps, args.seed)
             clipped = "" if isinstance(prior, LatentPrior) else ", x0 clipped"
             q["fid"] = {
-                **fid_kid(real_features, fake),
+                **fid_kid(real_features[data_key], fake),
+                "n_real": len(x_fid),
                 "sampler": f"DDIM {args.steps} steps{clipped}",
             }
-        if isinstance(prior, LatentPrior):
+        if isinstance(prior, LatentPrior) and not args.denoise_only:
             with torch.no_grad():
                 rec = prior.decode(prior.encode(x_den)).clamp(-1, 1)
             q["autoencoder"] = {"psnr": mean(invdiff.metrics.psnr(rec, x_den)), "n": len(x_den)}
-        q["seconds"] = round(time.perf_counter() - t0, 1)
+        if not args.denoise_only:
+            q["seconds"] = round(time.perf_counter() - t0, 1)
         results["priors"][name] = q
         print(name, json.dumps(q, indent=1), flush=True)
         if args.update_cards:

@@ -3,7 +3,8 @@
 Settings: the mixtures of ``tests/solver_testbed.MIXTURES`` (16-d / 4 components and an
 anisotropic 24-d / 6 components), four linear operators with different spreads of singular
 values (random inpainting, a dense compressed-sensing matrix, 2x average pooling, a 3 x 3
-Gaussian blur), ``sigma_y`` 0.01 / 0.05 / 0.1, and two step counts per solver. For each
+Gaussian blur), and colorization on the colour mixture ``c24`` (3 x 2 x 4 images),
+``sigma_y`` 0.01 / 0.05 / 0.1, and two step counts per solver. For each
 setting and solver the report prints, from ``n`` samples for one ``y``:
 
 * ``ratio``: sliced-Wasserstein distance to exact posterior samples over the prior's
@@ -20,6 +21,7 @@ The latent solvers run on ``latent``, the linear-decoder latent mixture of
     python3 scripts/solver_posterior_report.py                       # the full grid
     python3 scripts/solver_posterior_report.py --solvers pigdm --mixtures m24 --n 128
     python3 scripts/solver_posterior_report.py --mixtures latent     # the latent rows
+    python3 scripts/solver_posterior_report.py --mixtures c24        # colorization rows
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from solver_testbed import (  # noqa: E402
     MIXTURES,
     OPERATOR_KINDS,
     SIGMA_YS,
+    image_shape,
     make_gmm_prior,
     make_latent_prior,
     make_problem,
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--solvers", nargs="*", default=None, help="default: all that apply")
-    parser.add_argument("--operators", nargs="*", default=list(OPERATOR_KINDS))
+    parser.add_argument("--operators", nargs="*", default=[*OPERATOR_KINDS, "colorization"])
     parser.add_argument("--mixtures", nargs="*", default=[*MIXTURES, LATENT])
     parser.add_argument("--sigmas", nargs="*", type=float, default=list(SIGMA_YS))
     parser.add_argument("--n", type=int, default=256, help="samples per run (one batch)")
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     for mixture in args.mixtures:
         prior = make_latent_prior() if mixture == LATENT else make_gmm_prior(mixture)
         for kind in args.operators:
+            if (kind == "colorization") != (image_shape(prior)[0] == 3):
+                continue  # colorization needs colour images; the colour mixture is for it
             for sigma_y in args.sigmas:
                 problem = make_problem(kind, sigma_y, prior=prior, truth=args.truth)
                 for row in names:

@@ -47,6 +47,8 @@ OPERATOR_KINDS = ("inpainting", "cs", "sr2", "blur")
 MIXTURES: dict[str, tuple[int, int, tuple[int, int, int], int, float]] = {
     "m16": (16, 4, (1, 4, 4), PRIOR_SEED, 0.5),
     "m24": (24, 6, (1, 4, 6), 11, 0.8),
+    # colour: 3 x 2 x 4 images, for colorization (the grey measurement leaves 2/3 of it free)
+    "c24": (24, 6, (3, 2, 4), 13, 0.8),
 }
 SIGMA_YS = (0.01, 0.05, 0.1)
 #: the latent double: 2 x 2 x 2 latents decoded into 1 x 4 x 4 images
@@ -163,7 +165,8 @@ def make_operator(
     """``"inpainting"``: half the pixels observed at random; ``"cs"``: a dense Gaussian matrix
     with half as many rows as pixels (10 x 24 for the 24-d mixture, singular values spread);
     ``"sr2"``: 2x average pooling; ``"blur"``: a circular 3 x 3 Gaussian blur (singular values
-    down to a few hundredths). From the registry when it has them."""
+    down to a few hundredths); ``"colorization"``: the mean of R, G and B (colour mixtures).
+    From the registry when it has them."""
     g = torch.Generator().manual_seed(seed)
     n = math.prod(in_shape)
     if kind == "inpainting":
@@ -186,6 +189,8 @@ def make_operator(
         return invdiff.operators.get("super_resolution", in_shape=in_shape, factor=2)
     if kind == "blur":
         return invdiff.operators.get("gaussian_blur", in_shape=in_shape, size=3, sigma=0.8)
+    if kind == "colorization":
+        return invdiff.operators.get("colorization", in_shape=in_shape)
     raise ValueError(f"operator kind must be one of {OPERATOR_KINDS}, got {kind!r}")
 
 

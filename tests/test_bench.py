@@ -378,6 +378,12 @@ def test_shipped_suites_parse(tmp_path):
     # every Fashion-MNIST preset and noise variant, SR3's bicubic ones included
     fmnist = {n for n in invdiff.problems.names() if n.startswith("fmnist-")}
     assert {p.name for p in quick.problems} == fmnist and quick.data["count"] <= 8
+    # the colour quick suite: every colour preset, on the colour prior, a handful of images
+    colour = load("quick-colour")
+    emoji = {n for n in invdiff.problems.names() if n.startswith("emoji-")}
+    assert {p.name for p in colour.problems} == emoji and colour.data["count"] <= 8
+    assert colour.priors["pixel"] == "emoji32-pixel" and colour.data["dataset"] == "emoji"
+    assert {s.name for s in colour.solvers} >= {"dps", "ddrm", "ddnm", "pigdm", "tv"}
     with pytest.raises(SuiteError, match="needs --data DIR"):
         load("ffhq256")
     ffhq = load("ffhq256", data_dir=tmp_path, prior_dir=tmp_path)

@@ -237,3 +237,15 @@ def test_photo_patches_arguments():
         invdiff.data.get("photo_patches", photos=["../etc/passwd"])
     with pytest.raises(ValueError, match="channels must be 3"):
         invdiff.data.get("photo_patches", channels=1)
+
+
+@needs_font
+def test_for_shape_builds_each_set_at_the_asked_shape():
+    colour = invdiff.data.for_shape("emoji", split="test", size=64, channels=3)
+    assert colour.images([0]).shape == (1, 3, 64, 64) and colour.split == "test"
+    assert len(invdiff.data.for_shape("photos", size=16, channels=1)) == len(invdiff.data.PHOTOS)
+    patches = invdiff.data.for_shape("photo_patches", size=16, channels=3)
+    assert patches.images([0]).shape == (1, 3, 16, 16)
+    # a set that has one shape only says so, rather than serving the wrong one
+    with pytest.raises(ValueError, match="1 x 32 x 32 images, not the 1 x 64 x 64"):
+        invdiff.data.for_shape("fashion_mnist", split="test", size=64, channels=1)

@@ -40,7 +40,51 @@ def test_all_fashion_mnist_presets_are_registered_with_noiseless_twins():
         assert noisy.operator_params == clean.operator_params and noisy.bank == clean.bank
 
 
-@pytest.mark.parametrize("name", [n for n in invdiff.problems.names() if n.startswith("fmnist-")])
+EMOJI = [
+    "emoji-sr2",
+    "emoji-sr4",
+    "emoji-sr4-bicubic",
+    "emoji-box",
+    "emoji-random70",
+    "emoji-gaussian-deblur",
+    "emoji-motion-deblur",
+    "emoji-colorization",
+    "emoji-phase-retrieval",
+    "emoji-nonlinear-blur",
+    "emoji-hdr",
+]
+
+
+def test_colour_presets_are_registered_with_noiseless_twins_on_the_colour_prior():
+    names = set(invdiff.problems.names())
+    assert {n for n in names if n.startswith("emoji-")} == {
+        v for n in EMOJI for v in (n, f"{n}-noiseless")
+    }
+    for n in EMOJI:
+        noisy, clean = invdiff.problems.get(n), invdiff.problems.get(f"{n}-noiseless")
+        assert noisy.noise.sigma == 0.05 and clean.noise.sigma == 0.0
+        assert (noisy.dataset, noisy.in_shape) == ("emoji", (3, 32, 32))
+        assert noisy.prior == clean.prior == "emoji32-pixel"
+        assert noisy.operator_params == clean.operator_params and noisy.bank == clean.bank
+    # colorization measures one grey channel; every other operator keeps the three
+    assert invdiff.problems.get("emoji-colorization").operator().out_shape() == (1, 32, 32)
+    assert invdiff.problems.get("emoji-sr4").operator().out_shape() == (3, 8, 8)
+    assert invdiff.problems.get("emoji-sr4-bicubic").priors["sr3"] == "emoji32-sr3-x4"
+
+
+def test_colour_blur_and_masks_act_on_each_channel_alike():
+    x = torch.rand((1, 3, 32, 32), generator=torch.Generator().manual_seed(4)) * 2 - 1
+    for name in ("emoji-gaussian-deblur", "emoji-random70", "emoji-sr2", "emoji-hdr"):
+        op = invdiff.problems.get(name).operator()
+        y = op(x)
+        for c in range(3):  # the grey operator of the same preset on channel c alone
+            grey = invdiff.problems.get(name).with_changes(channels=1).operator()
+            assert torch.allclose(y[:, c : c + 1], grey(x[:, c : c + 1]), atol=1e-5), name
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in invdiff.problems.names() if n.startswith(("fmnist-", "emoji-"))]
+)
 def test_preset_builds_and_measures_deterministically(name):
     prob = invdiff.problems.get(name)
     op = prob.operator()

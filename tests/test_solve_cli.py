@@ -83,6 +83,23 @@ def test_solve_with_an_image_file(prior_folder, tmp_path):
     assert summary["image"] == str(img)
 
 
+def test_a_colour_photo_on_a_grey_problem_is_converted_and_the_colour_presets_named(
+    prior_folder, tmp_path, capsys
+):
+    from invdiff.images import save_image
+
+    img = tmp_path / "colour.png"
+    ramp = torch.linspace(-1, 1, 3 * 40 * 40).reshape(1, 3, 40, 40)
+    save_image(ramp, img)
+    argv = ["solve", "--problem", "fmnist-sr2", "--solver", "pinv", "--image", str(img)]
+    argv += ["--prior", str(prior_folder), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "colour converted to grey" in err and "emoji-sr2" in err
+    saved = torch.load(tmp_path / "run" / "tensors.pt")
+    assert saved["x"].shape == (1, 1, 32, 32)
+
+
 def test_solve_with_a_budget_in_network_evaluations(prior_folder, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["solve", "--problem", "fmnist-box", "--solver", "repaint", "--prior", str(prior_folder)]

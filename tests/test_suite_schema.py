@@ -9,6 +9,7 @@ import pytest
 
 import invdiff
 import invdiff.data
+import invdiff.paths
 import invdiff.priors
 from invdiff import schema
 from invdiff.bench.suite import SuiteError, load
@@ -152,9 +153,15 @@ def test_everything_found_is_reported_at_once(tmp_path, no_loading):
 
 
 def test_shipped_suites_parse():
-    for name in ["quick", "standard", "peers"]:
-        suite = load(name)
-        assert suite.problems and suite.solvers
+    shipped = sorted(p.stem for p in invdiff.paths.benchmarks_dir().glob("*.toml"))
+    assert {"quick", "standard", "peers", "quick-colour", "standard-colour"} <= set(shipped)
+    for name in shipped:
+        suite = load(name, data_dir=".", prior_dir=".") if name == "ffhq256" else load(name)
+        assert suite.problems and suite.solvers, name
+    # the standard benchmark covers every shipped problem: the grey half and the colour half
+    covered = {p.name for name in ("standard", "standard-colour") for p in load(name).problems}
+    shipped_problems = {n for n in invdiff.problems.names() if n.startswith(("fmnist-", "emoji-"))}
+    assert covered == shipped_problems
 
 
 def test_the_schema_checks_nested_tables():

@@ -38,14 +38,33 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invdiff import problems
 from invdiff.io import write_text, write_with
 from invdiff.priors.network import add_network_arguments, network_options_from_args
 from invdiff.priors.sr3 import degradation_mismatch
+from invdiff.registry import DATASETS
 from invdiff.solvers.base import SolverMismatchError
 
 
 def _note(message: str) -> None:
     print(f"invdiff solve: {message}", file=sys.stderr)
+
+
+def _colour_hint(conversion: str, problem: Any) -> str:
+    """What to run instead when a colour photo meets a grey problem."""
+
+    if "converted to grey" not in conversion:
+        return ""
+    shipped = (problems.get(n) for n in problems.names() if not n.endswith("-noiseless"))
+    colour = [
+        p.name for p in shipped if p.channels == 3 and not DATASETS.entry(p.dataset).user_folder
+    ]
+    if not colour:
+        return ""
+    return (
+        f"; {problem.name} is a grey problem: to reconstruct in colour, use a colour preset "
+        f"with a shipped colour prior ({', '.join(colour)})"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from invdiff import data, metrics, priors, problems, solvers
+    from invdiff import data, metrics, priors, solvers
     from invdiff.device import resolve_device
     from invdiff.display import measurement_image
     from invdiff.images import check_image, load_image, save_image
@@ -232,11 +251,6 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--index must be >= 0, got {args.index}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    data_kwargs_known: dict[str, dict[str, Any]] = {
-        "fashion_mnist": {"split": "test"},
-        "photos": {"size": problem.image_size, "channels": problem.channels},
-    }
-    data_kwargs = data_kwargs_known.get(problem.dataset, {})
     hyper = _hyperparameters(args.set, solver.defaults)
     solver.hyperparameters(hyper)
     if args.nfe is not None:  # checked here, before any weights load (DAPS refines it below)
@@ -258,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
     noise = problem.noise
     solver.check(info.prior_type, operator, noise)
     check_prior_fits(info, str(prior_name), problem, operator)
-    if not own_images and problem.dataset not in data_kwargs_known:
+    if not own_images and DATASETS.entry(problem.dataset).user_folder:
         raise ValueError(
             f"problem {problem.name!r} uses your own images (data set {problem.dataset!r}): "
             "pass --image FILE"
@@ -288,14 +302,21 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     if own_images:
-        x = load_image(args.image, size=problem.image_size, channels=problem.channels, report=_note)
+        x = load_image(
+            args.image,
+            size=problem.image_size,
+            channels=problem.channels,
+            report=lambda text: _note(text + _colour_hint(text, problem)),
+        )
         source = str(args.image)
     else:
-        dataset = data.get(problem.dataset, **data_kwargs)
+        dataset = data.for_shape(
+            problem.dataset, size=problem.image_size, channels=problem.channels
+        )
         if not 0 <= args.index < len(dataset):
             raise ValueError(f"--index must be in [0, {len(dataset)}), got {args.index}")
         x = dataset.images([args.index])
-        source = f"{problem.dataset}[test][{args.index}]"
+        source = f"{problem.dataset}[{type(dataset).evaluation_split}][{args.index}]"
     x = check_image(x.to(device), "clean image")
     y = problem.measure(x, index=[args.index], seed=args.seed, operator=operator)
     ys = y.expand(args.samples, *y.shape[1:]).contiguous()

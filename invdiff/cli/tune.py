@@ -193,7 +193,9 @@ def _tune_one(
     operator = problem.operator(args.device)
     solver.check(info.prior_type, operator, problem.noise)
     check_prior_fits(info, str(prior_name), problem, operator)
-    dataset = data.get(problem.dataset, split=args.split)
+    dataset = data.for_shape(
+        problem.dataset, split=args.split, size=problem.image_size, channels=problem.channels
+    )
     if args.images > len(dataset):
         raise ValueError(f"--images {args.images}: the {args.split} split has {len(dataset)}")
     indices = list(range(args.images))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -22,6 +23,13 @@ class ImageDataset(Dataset):
     image_shape: tuple[int, int, int]
     #: one integer label per image, or None
     labels: Tensor | None = None
+    #: the split a single reconstruction (``invdiff solve --index``) reads its image from
+    evaluation_split: ClassVar[str] = "test"
+    #: the images are the user's own folder (a problem on it needs an image from the user)
+    user_folder: ClassVar[bool] = False
+    #: what a model card says about a prior trained on the set ({size}: the image size);
+    #: empty for sets described by their run (folders, photos)
+    card_text: ClassVar[str] = ""
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -51,6 +51,7 @@ import io
 import os
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -332,6 +333,13 @@ class Emoji(ImageDataset):
     i's code point sequence (``1F469-200D-1F4BB``), ``.groups[i]`` its base emoji (what the
     split is decided on), ``.indices[i]`` its index in ``split="all"``.
     """
+
+    card_text: ClassVar[str] = (
+        "Colour emoji rendered from the Noto Color Emoji font (Google, SIL Open Font Licence; "
+        "Debian's `fonts-noto-color-emoji`): each 136x128 glyph composited on white, padded to "
+        "a square and area-averaged to {size}x{size} RGB, in [-1, 1]. The split is by emoji "
+        "group (skin-tone, gender and hair variants in one split; `invdiff.data.emoji`)."
+    )
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -169,6 +170,12 @@ class FashionMNIST(ImageDataset):
     ``FashionMNIST("test").images(range(16))`` -> ``16 x 1 x 32 x 32``; ``.labels`` (int64);
     ``CLASSES[label]`` names a class.
     """
+
+    card_text: ClassVar[str] = (
+        "Fashion-MNIST (Xiao et al. 2017, MIT licence) read from Debian's "
+        "`dataset-fashion-mnist` files; 28x28 images padded to 32x32 with the background "
+        "value, in [-1, 1]."
+    )
 
     classes = CLASSES
 

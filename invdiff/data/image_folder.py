@@ -13,6 +13,7 @@ and an evaluation on the same folder agree on which images were held out.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -27,6 +28,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 @DATASETS.register("image_folder")
 class ImageFolder(ImageDataset):
     """The images under ``root`` as ``channels x size x size`` tensors in [-1, 1] (no labels)."""
+
+    user_folder: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -35,7 +35,12 @@ def training_images(cfg) -> tuple[Tensor, Tensor, dict]:  # noqa: ANN001 - a Tra
         )
         counts = {"train_images": len(ds), "validation_images": len(held_out)}
     else:
-        ds = invdiff.data.get(cfg.dataset, split=cfg.split)
+        try:
+            ds = invdiff.data.for_shape(
+                cfg.dataset, split=cfg.split, size=cfg.image_size, channels=cfg.image_channels
+            )
+        except ValueError as err:
+            raise ValueError(f"{err}: set --image-size and --image-channels to match") from None
         split, counts = f"{cfg.split} split", {"train_images": len(ds)}
     images = ds.images()
     if tuple(images.shape[1:]) != (cfg.image_channels, cfg.image_size, cfg.image_size):

@@ -29,22 +29,32 @@ KIND_TEXT = {
     "controlnet": "a ControlNet adapter (Zhang et al. 2023) on a frozen pixel prior "
     "(`ControlNetPrior`, a `ConditionalPrior` conditioned on A^+ y)",
 }
-DATA_TEXT = (
-    "Fashion-MNIST (Xiao et al. 2017, MIT licence), **train split** (60,000 images) read from "
-    "Debian's `dataset-fashion-mnist` files; 28x28 images padded to 32x32 with the background "
-    "value, in [-1, 1]."
-)
+#: how a card names a registered data set in its first sentence
+DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "emoji": "emoji"}
 
 
 def _colour(channels: int) -> str:
     return "grey-scale" if channels == 1 else "RGB"
 
 
+def _data_set(cfg: dict):  # noqa: ANN202 - the registered ImageDataset class, or None
+    from invdiff.registry import DATASETS
+
+    name = cfg.get("dataset", "fashion_mnist")
+    return DATASETS.entry(name) if name in DATASETS else None
+
+
 def _data_text(info: dict) -> str:
     """What the card says about the training data: set, size, channels, split, counts."""
     cfg, data = info["config"], info.get("data", {})
-    if cfg.get("dataset", "fashion_mnist") == "fashion_mnist":
-        return DATA_TEXT
+    known = _data_set(cfg)
+    if known is not None and known.card_text and not cfg.get("data"):
+        split = data.get("split", cfg.get("split", "train") + " split")
+        count = data.get("train_images")
+        if count is None:  # runs from before the count was recorded: count the split again
+            count = len(known(split=cfg.get("split", "train")))
+        counts = f" ({count:,} images)"
+        return f"**{split}**{counts}. " + known.card_text.format(size=cfg["image_size"])
     size, channels = cfg["image_size"], cfg.get("image_channels", 1)
     source = data.get("source", cfg.get("data") or cfg["dataset"])
     held_out = data.get("validation_images")
@@ -121,14 +131,15 @@ def _quality_rows(quality: dict) -> list[str]:
     if not quality:
         return ["Not measured yet: run `scripts/build_zoo.sh quality` (scripts/prior_quality.py)."]
     command = quality.get("command", "scripts/prior_quality.py")
-    rows = [f"Measured by `{command}` on the Fashion-MNIST **test** split (CPU).", ""]
+    data = quality.get("data", "Fashion-MNIST test split")
+    rows = [f"Measured by `{command}` on the **{data}** (CPU).", ""]
     if "fid" in quality:
         f = quality["fid"]
         subset = f.get("kid_subset", f["n"])
         rows.append(
             f"- unconditional samples ({f['sampler']}): **FID {f['fid']:.1f}**, KID "
             f"{f['kid']:.4f} +- {f['kid_std']:.4f} (100 subsets of {subset}), with "
-            f"**N = {f['n']}** samples vs {f['n']} test "
+            f"**N = {f['n']}** samples vs {f.get('n_real', f['n'])} test "
             "images (Inception pool3; FID at small N is biased upwards: compare at equal N)"
         )
     if "denoise" in quality:
@@ -136,15 +147,25 @@ def _quality_rows(quality: dict) -> list[str]:
         where = (
             " (noise added to the scaled latents, both decoded)" if "autoencoder" in quality else ""
         )
+        latent = all("latent_gain_db" in v for v in d["by_sigma"].values())
         rows += [
             f"- denoising (Tweedie x0, one network evaluation){where}, PSNR in dB over "
-            f"{d['n']} test images:",
+            f"{d['n']} test images"
+            + (
+                " (decoded, so capped by the autoencoder's reconstruction; the last column is "
+                "the gain on the latents themselves, MSE of the noisy latents over the "
+                "prior's, in dB)"
+                if latent
+                else ""
+            )
+            + ":",
             "",
-            "  | sigma | noisy (identity) | prior |",
-            "  |---|---|---|",
+            "  | sigma | noisy (identity) | prior |" + (" latent gain |" if latent else ""),
+            "  |---|---|---|" + ("---|" if latent else ""),
         ]
         for s, v in d["by_sigma"].items():
-            rows.append(f"  | {s} | {v['identity']:.2f} | {v['prior']:.2f} |")
+            gain = f" {v['latent_gain_db']:+.2f} |" if latent else ""
+            rows.append(f"  | {s} | {v['identity']:.2f} | {v['prior']:.2f} |{gain}")
         rows.append("")
     if "sr" in quality:
         s = quality["sr"]
@@ -176,7 +197,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
     kind = meta["kind"]
     cfg = info["config"]
     size, channels = cfg["image_size"], cfg.get("image_channels", 1)
-    data_name = "Fashion-MNIST" if cfg.get("dataset", "fashion_mnist") == "fashion_mnist" else ""
+    data_name = "" if cfg.get("data") else DATA_NAMES.get(cfg.get("dataset", "fashion_mnist"), "")
     low = size // meta.get("factor", 1)
     what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
     task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
@@ -245,7 +266,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
             "## Limitations",
             "",
             "A small model trained for minutes on a shared CPU: good enough to test and compare "
-            "solvers on Fashion-MNIST, far from the quality of a GPU-trained prior "
+            f"solvers on {data_name or 'its data'}, far from the quality of a GPU-trained prior "
             "(`invdiff train ... --config full`).",
             "",
         ]
@@ -255,9 +276,31 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
 
 
 @torch.no_grad()
-def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  # noqa: ANN001
-    """The card's grid: 16 DDIM samples (x0 clipped in pixel space) or, for SR3, 8 test images
-    as rows bicubic / SR3 / truth."""
+def held_out_images(cfg: dict, n: int = 8) -> torch.Tensor:
+    """The first ``n`` images a run did not train on: the test split of a registered set, the
+    validation part of a folder (``--data DIR``)."""
+    from invdiff import data
+
+    size, channels = cfg["image_size"], cfg.get("image_channels", 1)
+    if cfg.get("data"):
+        folder = data.get(
+            "image_folder",
+            root=cfg["data"],
+            split="validation",
+            size=size,
+            channels=channels,
+            val_fraction=cfg.get("val_fraction", 0.1),
+        )
+    else:
+        folder = data.for_shape(cfg["dataset"], split="test", size=size, channels=channels)
+    return folder.images(range(min(n, len(folder))))
+
+
+def render_samples(  # noqa: ANN001
+    prior, path: Path, seed: int = 0, steps: int = 50, truth: torch.Tensor | None = None
+) -> None:
+    """The card's grid: 16 DDIM samples (x0 clipped in pixel space) or, for SR3, the held-out
+    images ``truth`` (default: 8 Fashion-MNIST test images) as rows bicubic / SR3 / truth."""
     from invdiff import data
     from invdiff.images import save_image
     from invdiff.priors.base import ConditionalPrior, LatentPrior
@@ -266,7 +309,8 @@ def render_samples(prior, path: Path, seed: int = 0, steps: int = 50) -> None:  
 
     g = torch.Generator().manual_seed(seed)
     if isinstance(prior, ConditionalPrior):
-        truth = data.get("fashion_mnist", split="test").images(range(8))
+        if truth is None:
+            truth = data.get("fashion_mnist", split="test").images(range(8))
         cond = prior.condition(downsample(truth, prior.factor))
         x = ddim_sample(prior, 8, steps, g, cond=cond, clip=True)
         grid = make_grid(torch.cat([cond, x, truth]), nrow=8)
@@ -293,7 +337,8 @@ def export_run(run: str | Path, dest: str | Path) -> Path:
     def build(folder: Path) -> None:
         prior.save(folder, dtype=torch.float16)
         (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-        render_samples(prior, folder / "samples.png")
+        truth = held_out_images(info["config"]) if info["kind"] == "sr3" else None
+        render_samples(prior, folder / "samples.png", truth=truth)
         if (dest / "quality.json").is_file():  # keep figures measured earlier
             shutil.copy(dest / "quality.json", folder / "quality.json")
         write_card(folder, dest.name)
