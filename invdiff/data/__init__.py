@@ -45,7 +45,7 @@ def for_shape(
     options = {"split": split or factory.evaluation_split, **kwargs}
     options.update({k: v for k, v in (("size", size), ("channels", channels)) if k in takes})
     dataset = factory(**options)
-    shape = tuple(dataset.images([0]).shape[1:]) if len(dataset) else (channels, size, size)
+    shape = tuple(dataset.image_shape)
     if shape != (channels, size, size):
         raise ValueError(
             f"data set {name!r} has {shape[0]} x {shape[1]} x {shape[2]} images, "

@@ -30,6 +30,8 @@ class ImageDataset(Dataset):
     #: what a model card says about a prior trained on the set ({size}: the image size);
     #: empty for sets described by their run (folders, photos)
     card_text: ClassVar[str] = ""
+    #: how a model card names the set in its first sentence (empty: not named)
+    card_name: ClassVar[str] = ""
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

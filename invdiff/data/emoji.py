@@ -334,6 +334,7 @@ class Emoji(ImageDataset):
     split is decided on), ``.indices[i]`` its index in ``split="all"``.
     """
 
+    card_name: ClassVar[str] = "emoji"
     card_text: ClassVar[str] = (
         "Colour emoji rendered from the Noto Color Emoji font (Google, SIL Open Font Licence; "
         "Debian's `fonts-noto-color-emoji`): each 136x128 glyph composited on white, padded to "

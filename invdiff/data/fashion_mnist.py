@@ -171,6 +171,7 @@ class FashionMNIST(ImageDataset):
     ``CLASSES[label]`` names a class.
     """
 
+    card_name: ClassVar[str] = "Fashion-MNIST"
     card_text: ClassVar[str] = (
         "Fashion-MNIST (Xiao et al. 2017, MIT licence) read from Debian's "
         "`dataset-fashion-mnist` files; 28x28 images padded to 32x32 with the background "

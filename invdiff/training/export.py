@@ -29,8 +29,6 @@ KIND_TEXT = {
     "controlnet": "a ControlNet adapter (Zhang et al. 2023) on a frozen pixel prior "
     "(`ControlNetPrior`, a `ConditionalPrior` conditioned on A^+ y)",
 }
-#: how a card names a registered data set in its first sentence
-DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "emoji": "emoji"}
 
 
 def _colour(channels: int) -> str:
@@ -197,7 +195,8 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
     kind = meta["kind"]
     cfg = info["config"]
     size, channels = cfg["image_size"], cfg.get("image_channels", 1)
-    data_name = "" if cfg.get("data") else DATA_NAMES.get(cfg.get("dataset", "fashion_mnist"), "")
+    known = _data_set(cfg)
+    data_name = known.card_name if known is not None and not cfg.get("data") else ""
     low = size // meta.get("factor", 1)
     what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
     task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
@@ -300,8 +299,7 @@ def render_samples(  # noqa: ANN001
     prior, path: Path, seed: int = 0, steps: int = 50, truth: torch.Tensor | None = None
 ) -> None:
     """The card's grid: 16 DDIM samples (x0 clipped in pixel space) or, for SR3, the held-out
-    images ``truth`` (default: 8 Fashion-MNIST test images) as rows bicubic / SR3 / truth."""
-    from invdiff import data
+    images ``truth`` (``held_out_images``) as rows bicubic / SR3 / truth."""
     from invdiff.images import save_image
     from invdiff.priors.base import ConditionalPrior, LatentPrior
     from invdiff.priors.sr3 import downsample
@@ -310,9 +308,9 @@ def render_samples(  # noqa: ANN001
     g = torch.Generator().manual_seed(seed)
     if isinstance(prior, ConditionalPrior):
         if truth is None:
-            truth = data.get("fashion_mnist", split="test").images(range(8))
+            raise ValueError("a conditional prior's grid needs held-out images: pass truth=")
         cond = prior.condition(downsample(truth, prior.factor))
-        x = ddim_sample(prior, 8, steps, g, cond=cond, clip=True)
+        x = ddim_sample(prior, len(truth), steps, g, cond=cond, clip=True)
         grid = make_grid(torch.cat([cond, x, truth]), nrow=8)
     elif isinstance(prior, LatentPrior):
         grid = make_grid(prior.decode(ddim_sample(prior, 16, steps, g)), nrow=4)
