@@ -3,6 +3,7 @@ and suites that run with it (and refuse to test on the images it was tuned on)."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -298,3 +299,35 @@ def test_tune_suite_fills_the_table_and_resumes(tmp_path, capsys):
     assert "tunes no solver dps; it tunes ddrm" in capsys.readouterr().err
     assert main([*argv, "--nfe", "4"]) != 0
     assert "takes the budgets" in capsys.readouterr().err
+
+
+def test_tune_keeps_entries_another_run_wrote_while_it_searched(tmp_path, monkeypatch):
+    """Two tuning runs sharing one table (two processes, two machines on one folder): the
+    entry the other run wrote during this run's search survives this run's write."""
+    from conftest import tiny_unet
+    from diffusers import DDPMScheduler
+
+    import invdiff.bench.tuning as tuning
+    from invdiff.cli import main
+    from invdiff.priors.pixel import PixelPrior
+
+    folder = PixelPrior(tiny_unet(size=32), DDPMScheduler(num_train_timesteps=1000)).save(
+        tmp_path / "prior"
+    )
+    table_path = tmp_path / "t.json"
+    TunedTable().save(table_path)
+    real_tune = tuning.tune
+
+    def tune_while_another_run_writes(*args, **kwargs):
+        entry = real_tune(*args, **kwargs)
+        other = TunedTable.load(table_path)
+        other.add(dataclasses.replace(entry, problem="fmnist-sr4"))
+        other.save(table_path)
+        return entry
+
+    monkeypatch.setattr(tuning, "tune", tune_while_another_run_writes)
+    argv = ["tune", "--solver", "red_diff", "--problem", "fmnist-box", "--steps", "2"]
+    argv += ["--prior", str(folder), "--table", str(table_path), "--images", "2"]
+    argv += ["--candidates", "2", "--set", "lr=0.1"]
+    assert main(argv) == 0
+    assert sorted(k[1] for k in TunedTable.load(table_path).entries) == ["fmnist-box", "fmnist-sr4"]

@@ -184,7 +184,8 @@ def _tune_one(
     from invdiff.priors.network import NetworkOptions
 
     solver = solvers.get(solver_name)
-    table = TunedTable.load(table_path) if table_path.is_file() else TunedTable()
+    if table_path.is_file():
+        TunedTable.load(table_path)  # a broken table is reported before the search, not after
     check_writable(table_path.parent if table_path.parent != Path("") else Path("."))
     prior_name = prior_arg or problem.priors.get(_prior_kind(solver))
     if prior_name is None:
@@ -233,6 +234,9 @@ def _tune_one(
         fixed=fixed,
         progress=note,
     )
+    # read again just before writing: another run (a second process, a second machine on a
+    # shared folder) may have added entries while this one searched
+    table = TunedTable.load(table_path) if table_path.is_file() else TunedTable()
     table.add(entry)
     table.save(table_path)
     print(

@@ -10,6 +10,11 @@ else in the package.
   Eq. 12 and 16): ``x_b = x0 + c eps + std z`` with ``eps = (x_a - x0) / s_a``,
   ``std = eta s_b sqrt(1 - s_b^2 / s_a^2)`` and ``c = sqrt(s_b^2 - std^2)``; ``eta = 1`` is the
   DDPM posterior, ``eta = 0`` the deterministic DDIM;
+* ``fresh_noise_coefficients``: the same step family parameterised as DDRM (Kawar et al. 2022,
+  Eq. 7-8) and DDNM's code do it, by the fraction of ``s_b`` that is fresh noise:
+  ``std = eta s_b``, ``c = sqrt(1 - eta^2) s_b``. On a strided grid this is far more
+  stochastic than DDIM's ``eta`` (``eta = 1`` replaces the whole noise at every step, where
+  the DDPM posterior keeps ``(s_b / s_a)^2`` of it), and the two only agree as the steps shrink;
 * ``renoise``: the forward process from ``s_a`` up to ``s_b > s_a``,
   ``x_b = x_a + sqrt(s_b^2 - s_a^2) z`` (RePaint's and DDNM's time travel);
 * ``euler_step``: one Euler step of the probability-flow ODE
@@ -60,6 +65,12 @@ def ddim_coefficients(sigma: float, sigma_next: float, eta: float) -> tuple[floa
     """``(c, std)`` of the DDIM step: ``x_next = x0 + c eps + std z`` (module docstring)."""
     std = eta * sigma_next * math.sqrt(1 - (sigma_next / sigma) ** 2)
     return math.sqrt(max(sigma_next**2 - std**2, 0.0)), std
+
+
+def fresh_noise_coefficients(sigma_next: float, eta: float) -> tuple[float, float]:
+    """``(c, std)`` with ``std = eta sigma_next`` fresh noise and ``c = sqrt(1 - eta^2)
+    sigma_next`` on the current noise direction (DDRM's and DDNM's ``eta``; module docstring)."""
+    return math.sqrt(max(1 - eta**2, 0.0)) * sigma_next, eta * sigma_next
 
 
 def ddim_step(

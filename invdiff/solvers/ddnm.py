@@ -43,11 +43,16 @@ posterior draw and takes no more ``ybar`` (``lambda_i = 0``): the residual is th
 the exact one in every setting of ``benchmarks/results/posterior/grid.txt``.
 
 This module runs in sigma-space (``x_sigma = x_t / sqrt(abar_t)``) on a noise grid, where the
-step from level ``s_a`` to ``s_b`` is the DDIM family (Song et al. 2021, Eq. 12) with
-``sigma_t = eta s_b sqrt(1 - s_b^2 / s_a^2)``, ``c = sqrt(s_b^2 - sigma_t^2)``,
-``x_b = xhat0 + c (x_a - xhat0) / s_a + sigma_t z`` so ``a_t = 1 - c / s_a``; ``eta = 1`` is the
-paper's DDPM posterior. (Both the ratio ``a_t / sigma_t`` in Eq. 19 and the step are unchanged
-by the per-level VP scale.)
+step from level ``s_a`` to ``s_b`` is ``x_b = xhat0 + c (x_a - xhat0) / s_a + sigma_t z`` with
+the paper code's ``eta`` (``functions/svd_ddnm.py``: ``c1 = sigma_b eta``, ``c2 = sigma_b
+sqrt(1 - eta^2)``; ``invdiff.diffusion.steps.fresh_noise_coefficients``): ``sigma_t = eta s_b``,
+``c = sqrt(1 - eta^2) s_b``, so ``a_t = 1 - c / s_a``; the code's default is ``eta = 0.85``.
+Alg. 1 writes the DDPM posterior, which on the paper's 1000-step grid is close to it; on a
+strided grid the DDPM posterior keeps ``(s_b / s_a)^2`` of the noise, far less fresh noise, and
+the null space lost the most: with DDIM's ``eta = 1`` instead, random 70 % inpainting on 8
+Fashion-MNIST ``val`` images at 100 NFE gave 18.1 dB, against 22.6 dB with this step at
+``eta = 1`` (21.2 at 0.85), and its null-space error was 1.5 times DDRM's. (Both the ratio
+``a_t / sigma_t`` in Eq. 19 and the step are unchanged by the per-level VP scale.)
 
 Time travel (Sec. 3.4, Alg. 3): RePaint's resampling schedule (``travel_length`` levels back,
 ``travel_repeat`` times; 1 = off, the default) with forward steps ``x + sqrt(s_up^2 - s^2) z``.
@@ -66,7 +71,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from invdiff.diffusion.steps import ddim_coefficients, renoise
+from invdiff.diffusion.steps import fresh_noise_coefficients, renoise
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import RCOND, Operator, SVDOperator
 from invdiff.priors.base import Prior
@@ -100,8 +105,8 @@ class DDNM(Solver):
     hypers: ClassVar[dict[str, Hyper]] = with_grid(
         {
             "eta": Hyper(
-                1.0,
-                "stochasticity of the DDIM-style step (0: deterministic)",
+                0.85,
+                "fraction of each level that is fresh noise (the paper code's eta; 0: none)",
                 ge=0,
                 le=1,
                 search=(0.0, 1.0),
@@ -162,7 +167,7 @@ class DDNM(Solver):
             else:
                 with torch.no_grad():
                     x0 = prior.x0(x, sa)
-                c, std = ddim_coefficients(sa, sb, eta)
+                c, std = fresh_noise_coefficients(sb, eta)
                 q = c / sa
                 # Eq. 18-19 with the noise of ybar counted once: x_a already carries
                 # kappa * (that noise), the same realisation, so the largest lambda keeps the

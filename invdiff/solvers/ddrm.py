@@ -67,6 +67,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from invdiff.diffusion.steps import fresh_noise_coefficients
 from invdiff.noise import Gaussian, Noise, gaussian_sigma
 from invdiff.operators.base import Operator, SVDOperator
 from invdiff.priors.base import Prior
@@ -182,9 +183,9 @@ class DDRM(Solver):
             else:
                 crossing = torch.zeros_like(observed)
             e = eps.normal_(generator=generator).to(device)
-            soft = math.sqrt(1 - eta**2) * sb
-            unobserved_step = xbar_theta + soft * (xbar - xbar_theta) / sa + eta * sb * e
-            noisy_step = xbar_theta + soft * (ybar - xbar_theta) / level_y_safe + eta * sb * e
+            soft, fresh = fresh_noise_coefficients(sb, eta)
+            unobserved_step = xbar_theta + soft * (xbar - xbar_theta) / sa + fresh * e
+            noisy_step = xbar_theta + soft * (ybar - xbar_theta) / level_y_safe + fresh * e
             var_hard = (sb**2 - eta_b**2 * level_y.clamp_max(sb) ** 2).clamp_min(0)
             hard_step = (1 - eta_b) * xbar_theta + eta_b * ybar + var_hard.sqrt() * e
             xbar = torch.where(
