@@ -17,10 +17,10 @@ from invdiff.diffusion.steps import (
     Callback,
     Step,
     ddim_coefficients,
-    fresh_noise_coefficients,
     ddim_step,
     ddpm_step,
     euler_step,
+    fresh_noise_coefficients,
     renoise,
 )
 
