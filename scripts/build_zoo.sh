@@ -19,6 +19,14 @@
 #   scripts/build_zoo.sh export-emoji         # -> invdiff/zoo/emoji32-* (fp16) + model cards
 #   scripts/build_zoo.sh quality-emoji        # figures on the emoji test split (339 images)
 #
+# Conditioning and the LDM autoencoder recipe (Fashion-MNIST):
+#   scripts/build_zoo.sh train-cfg            # class-conditional, label dropout -> runs/fmnist32-cfg
+#   scripts/build_zoo.sh train-xattn          # class tokens, cross-attention  -> runs/fmnist32-xattn
+#   scripts/build_zoo.sh train-controlnet-sr4 # adapter on fmnist32-pixel       -> runs/fmnist32-controlnet-sr4
+#   scripts/build_zoo.sh train-vqgan          # VQ + LPIPS + patch-GAN          -> runs/fmnist32-vqgan
+#   scripts/build_zoo.sh train-latent-vq      # latent DDPM on the VQGAN        -> runs/fmnist32-latent-vq
+#   scripts/build_zoo.sh export-conditioning  # -> invdiff/zoo/fmnist32-{cfg,xattn,...} + cards
+#
 # The reference zoo (2026-11-22, a shared 2-core CPU, one thread per run, nohup in the
 # background) ran: train-pixel and train-rest side by side; then retrain-latent; then
 # train-sr3-x2 and train-sr3-x4 side by side with train-latent started when the autoencoder
@@ -99,6 +107,31 @@ case "${1:-}" in
     python scripts/prior_quality.py --threads 2 --names emoji32-pixel emoji32-sr3-x4 emoji32-latent \
       --update-cards
     ;;
+  train-cfg)
+    invdiff train pixel --class-conditional --config small --batch-size 32 --bf16 --steps 4000 \
+      --out "$RUNS/fmnist32-cfg" $T
+    ;;
+  train-xattn)
+    invdiff train pixel --cross-attention --config small --batch-size 32 --bf16 --steps 4000 \
+      --out "$RUNS/fmnist32-xattn" $T
+    ;;
+  train-controlnet-sr4)
+    invdiff train controlnet --prior fmnist32-pixel --problem fmnist-sr4 --config small \
+      --batch-size 32 --bf16 --steps 1500 --out "$RUNS/fmnist32-controlnet-sr4" $T
+    ;;
+  train-vqgan)
+    invdiff train autoencoder --quantizer vq --perceptual --adversarial --adversarial-start 1000 \
+      --config small --bf16 --steps 2500 --out "$RUNS/fmnist32-vqgan" $T
+    ;;
+  train-latent-vq)
+    invdiff train latent --config small --prediction-type v_prediction --bf16 --steps 2000 \
+      --encode-limit 10000 --autoencoder "$RUNS/fmnist32-vqgan" --out "$RUNS/fmnist32-latent-vq" $T
+    ;;
+  export-conditioning)
+    for name in fmnist32-cfg fmnist32-xattn fmnist32-controlnet-sr4 fmnist32-latent-vq; do
+      python -m invdiff.training.export "$RUNS/$name" "invdiff/zoo/$name"
+    done
+    ;;
   export)
     for name in fmnist32-pixel fmnist32-sr3-x2 fmnist32-sr3-x4 fmnist32-latent; do
       python -m invdiff.training.export "$RUNS/$name" "invdiff/zoo/$name"
@@ -108,7 +141,7 @@ case "${1:-}" in
     python scripts/prior_quality.py --threads 2 --update-cards
     ;;
   *)
-    echo "usage: $0 train-pixel|continue-pixel|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji" >&2
+    echo "usage: $0 train-pixel|continue-pixel|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji|train-cfg|train-xattn|train-controlnet-sr4|train-vqgan|train-latent-vq|export-conditioning" >&2
     exit 2
     ;;
 esac
