@@ -100,6 +100,9 @@ def test_the_registry_holds_each_metric_once_with_its_direction():
     )
     image = METRICS.names("image")
     assert [m for m in image if METRICS[m].higher_is_better] == ["psnr", "psnr_aligned", "ssim"]
+    assert (
+        not METRICS["lpips_aligned"].higher_is_better and METRICS["lpips_aligned"].ambiguity_aware
+    )
     # a coverage is best at its nominal level: never bolded as the largest
     assert METRICS["coverage90"].target == 0.9 and not METRICS["coverage90"].ranked
     assert METRICS.names("distribution") == ["fid", "kid"]
@@ -156,3 +159,39 @@ def test_phase_retrieval_declares_the_ambiguities_its_measurement_has():
     for moved in (x.roll((2, 3), dims=(-2, -1)), x.flip(-2, -1)):
         torch.testing.assert_close(op(moved), op(x), atol=1e-5, rtol=0)
     assert invdiff.operators.get("inpainting_box", in_shape=(1, 12, 12), box=4).ambiguities == set()
+
+
+def test_align_undoes_the_shift_and_flip_and_lpips_aligned_scores_the_aligned_image():
+    """``align`` returns the member of the ambiguity group nearest the reference (checked
+    against a brute-force search), so a shifted and rotated copy comes back exactly and its
+    aligned LPIPS is that of the original; with no ambiguities both are the plain values."""
+    from invdiff import data
+    from invdiff.metrics import align, lpips, lpips_aligned
+
+    g = torch.Generator().manual_seed(1)
+    x = data.get("fashion_mnist", split="test").images([0, 1, 2])
+    moved = torch.stack([x[0].roll((3, -5), dims=(-2, -1)), x[1].flip(-2, -1).roll(7, -1), x[2]])
+    assert torch.equal(align(moved, x), x)
+    assert torch.equal(align(moved, x, ()), moved)
+    assert torch.equal(align(moved[:1], x[:1], {"shift"}), x[:1])  # a shift alone is undone
+    torch.testing.assert_close(lpips_aligned(moved, x), lpips(x, x), atol=1e-6, rtol=0)
+    assert (lpips(moved[:2], x[:2]) > 0.02).all()  # LPIPS alone sees the moved copies
+    torch.testing.assert_close(lpips_aligned(moved, x, ()), lpips(moved, x))
+    noisy = (moved + 0.3 * torch.randn(moved.shape, generator=g)).clamp(-1, 1)
+    best = []
+    for i in range(3):
+        options = [
+            c.roll((a, b), dims=(-2, -1))
+            for c in (noisy[i], noisy[i].flip(-2, -1))
+            for a in range(32)
+            for b in range(32)
+        ]
+        errs = torch.stack([(o - x[i]).square().sum() for o in options])
+        best.append(options[int(errs.argmin())])
+    assert torch.equal(align(noisy, x), torch.stack(best))
+    with_nan = noisy.clone()
+    with_nan[0, 0, 0, 0] = float("nan")
+    assert torch.equal(align(with_nan, x)[1:], align(noisy, x)[1:])
+    assert align(with_nan, x)[0].isnan().any()
+    with pytest.raises(ValueError, match="unknown ambiguities"):
+        align(noisy, x, {"scale"})

@@ -14,7 +14,7 @@ downloaded at run time. ``sliced_wasserstein`` compares sample sets directly.
 and shows: each entry has its function, direction (higher or lower is better) and format.
 """
 
-from invdiff.metrics.aligned import psnr_aligned
+from invdiff.metrics.aligned import align, lpips_aligned, psnr_aligned
 from invdiff.metrics.distances import (
     frechet_distance,
     frechet_distance_of_features,
@@ -40,6 +40,8 @@ __all__ = [
     "InceptionScores",
     "LPIPS",
     "psnr_aligned",
+    "lpips_aligned",
+    "align",
     "METRICS",
     "Metric",
     "MissingWeightsError",

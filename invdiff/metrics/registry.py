@@ -22,7 +22,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from invdiff.metrics.aligned import psnr_aligned
+from invdiff.metrics.aligned import lpips_aligned, psnr_aligned
 from invdiff.metrics.fidelity import psnr, ssim
 from invdiff.metrics.perceptual import lpips
 from invdiff.metrics.posterior import POSTERIOR_SCORES
@@ -125,6 +125,14 @@ for _m in (
     ),
     Metric("ssim", ssim, True, "SSIM", "{:.3f}", default=True),
     Metric("lpips", lpips, False, "LPIPS", "{:.3f}", default=True),
+    Metric(
+        "lpips_aligned",
+        lpips_aligned,
+        False,
+        "LPIPS up to the operator's ambiguities",
+        "{:.3f}",
+        ambiguity_aware=True,
+    ),
     Metric("fid", None, False, "FID", "{:.1f}", kind="distribution"),
     Metric("kid", None, False, "KID", "{:.4f}", kind="distribution"),
     Metric("wall_s", None, False, "time/image [s]", "{:.3g}", kind="cost"),
