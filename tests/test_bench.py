@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats as scipy_stats
@@ -429,3 +430,29 @@ def test_fid_and_kid_per_pair_report_n(tiny, tmp_path, monkeypatch):
     md = (out / "summary.md").read_text()
     assert "## FID" in md and "## KID" in md and "N = 4" in md
     assert "\\toprule" in (out / "table.tex").read_text()
+
+    # the report of a resumed run reuses the scores of unchanged reconstructions, and
+    # recomputes a pair whose saved reconstructions changed
+    scored = []
+    real_compute = inception.InceptionDistance.compute
+
+    def counting_compute(self, *args, **kwargs):
+        scored.append(1)
+        return real_compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(inception.InceptionDistance, "compute", counting_compute)
+    run(load(f, limit=4), out, progress=False, figures=False)
+    assert scored == [] and (out / "distribution.csv").read_text().splitlines() == dist
+    batch = next((out / "samples").glob("*/*/seed0/batch*.npz"))
+    with np.load(batch) as z:
+        arrays = dict(z)
+    arrays["images"] = 255 - arrays["images"]
+    np.savez(batch, **arrays)
+    (out / "distribution-cache.json").write_text("{not json")  # a broken cache is only a miss
+    run(load(f, limit=4), out, progress=False, figures=False)
+    assert len(scored) == 2  # both pairs, the cache being unreadable
+    scored.clear()
+    arrays["images"] = 255 - arrays["images"]
+    np.savez(batch, **arrays)
+    run(load(f, limit=4), out, progress=False, figures=False)
+    assert len(scored) == 1 and (out / "distribution.csv").read_text().splitlines() == dist

@@ -20,6 +20,7 @@ and every path is proven to stay under the folder. A resumed run keeps the rows 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -240,6 +241,16 @@ class RunStore:
                 None if y is None else torch.from_numpy(y),
                 None if std is None else torch.from_numpy(std.astype(np.float32)),
             )
+
+    def samples_fingerprint(self, problem: str, solver: str, seed: int) -> str:
+        """A digest of the stored batches of one (problem, solver, seed): their names and
+        bytes. Equal digests mean equal reconstructions, so what was computed from them (FID,
+        KID) can be reused instead of recomputed when a resumed run writes its report again."""
+        folder = self.samples_path(problem, solver, seed, 0).parent
+        h = hashlib.sha256()
+        for f in sorted(folder.glob("batch*.npz")):
+            h.update(f.name.encode() + b"\0" + safe_io.file_digest(f).encode() + b"\0")
+        return h.hexdigest()
 
     def load_std(
         self, problem: str, solver: str, seed: int, wanted: set[int] | None = None
