@@ -52,6 +52,9 @@ def solve_item(plan: Plan, item: WorkItem, x: Tensor) -> Outcome:
     problem, spec = item.pair.problem, item.pair.solver
     op = plan.operators[problem.name]
     prior = plan.priors[item.pair.prior_key]
+    if spec.class_guidance is not None:  # checked in plan.build: the labels and their range
+        labels = plan.dataset.labels[item.images].to(plan.device)
+        prior = prior.conditioned(labels, guidance=spec.class_guidance)
     hyper = item.pair.hyper
     steps = spec.steps
     if steps is None:  # a budget in network evaluations: the solver's steps that fit in it
@@ -106,6 +109,7 @@ def _row(plan: Plan, item: WorkItem, k: int, o: Outcome, rank: int) -> dict[str,
         "solver_name": spec.name,
         "steps": o.steps,
         "nfe_budget": spec.nfe,
+        "class_guidance": spec.class_guidance,
         "hyper_source": item.pair.hyper_source,
         **{m: o.values[m][k] for m in plan.suite.scored},
         "posterior_samples": plan.suite.posterior_samples,

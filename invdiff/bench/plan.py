@@ -239,6 +239,8 @@ def _pair_up(d: _Draft, kind_of: Callable[[Any], str]) -> None:
                 if key is None:
                     continue
                 reason = _mismatch(solver, d.infos[key], d.operators[p.name], p, source)
+                if reason is None and spec.class_guidance is not None:
+                    reason = _class_mismatch(d.infos[key], source)
             if reason is None:
                 pair = Pair(p, spec, key)
                 if spec.tuned:
@@ -261,6 +263,41 @@ def _mismatch(solver: Any, info: Any, operator: Any, problem: Problem, source: s
             f"the problem has {problem.in_shape}"
         )
     return degradation_mismatch(info.degradation, operator, repr(source))
+
+
+def _class_mismatch(info: Any, source: str) -> str | None:
+    if info.classes is None:
+        return (
+            f"class_guidance needs a class-conditional prior, and {source!r} takes no label "
+            "(train one with `invdiff train pixel --class-conditional` or `--cross-attention`)"
+        )
+    return None
+
+
+def _check_labels(d: _Draft, dataset: Any, indices: list[int]) -> None:
+    """Pairs with ``class_guidance`` condition on the data set's labels: they must exist and
+    name classes the prior knows."""
+    from invdiff.data.base import ImageDataset
+
+    guided = [pair for pair in d.pairs if pair.solver.class_guidance is not None]
+    if not guided or not indices:
+        return
+    labels = dataset.labels if isinstance(dataset, ImageDataset) else None
+    if labels is None:
+        names = sorted({pair.solver.label for pair in guided})
+        d.errors.append(
+            f"{names}: class_guidance conditions on each image's label, and data set "
+            f"{d.suite.data.get('dataset')!r} has none"
+        )
+        return
+    top = int(labels[indices].max())
+    for pair in guided:
+        classes = d.infos[pair.prior_key].classes
+        if top >= classes:
+            d.errors.append(
+                f"{pair.solver.label} on {pair.problem.name}: the data set has label {top}, "
+                f"its prior knows classes 0..{classes - 1}"
+            )
 
 
 def _load_data(d: _Draft) -> tuple[Any, list[int]]:
@@ -408,6 +445,7 @@ def build(suite: Suite, kind_of: Callable[[Any], str], world: World | None = Non
     before_data = len(d.errors)  # pairing problems, reported along with the data's
     dataset, indices = _load_data(d)
     _check_tuned_images(d, indices)
+    _check_labels(d, dataset, indices)
     chunks = [indices[k : k + suite.batch_size] for k in range(0, len(indices), suite.batch_size)]
     first = None
     if indices and len(d.errors) == before_data:

@@ -40,6 +40,8 @@
     hyper = { zeta = 1.0 }               # the solver's hyperparameters (checked by the solver)
     problems = ["fmnist-sr4"]            # default: all problems of the suite
     prior = "pixel"                      # a kind (default: from the solver) or a prior
+    class_guidance = 3.0                 # a class-conditional prior given each image's label
+                                         # (the data set's), guided with this weight
     [solvers.per_problem.fmnist-sr4]     # hyperparameters for one problem
     zeta = 0.5
 
@@ -95,6 +97,9 @@ SOLVER_SCHEMA = Table(
         "prior": Key(str, nonempty=True, desc="a kind (pixel, sr3, latent) or a prior name"),
         # run with the values `invdiff tune` chose (the suite's tuned_table) under hyper's
         "tuned": Key(bool, default=False),
+        # a class-conditional prior given each image's class (the data set's labels), with
+        # classifier-free guidance of this weight
+        "class_guidance": Key(float, low=0.0, desc="a guidance weight >= 0"),
     }
 )
 #: ``[data]``: other keys go to ``invdiff.data.get``
@@ -175,6 +180,9 @@ class SolverSpec:
     nfe: int | None = None
     #: run with the suite's tuned values (``invdiff.bench.tuning``), ``hyper`` on top
     tuned: bool = False
+    #: condition a class-conditional prior on each image's label (the data set's), with
+    #: classifier-free guidance ``w = class_guidance``; None: the prior as it is
+    class_guidance: float | None = None
 
     def hyper_for(self, problem: str) -> dict[str, Any]:
         return {**self.hyper, **self.per_problem.get(problem, {})}
@@ -460,6 +468,7 @@ def _solvers(
                     entry.get("prior"),
                     nfe,
                     entry["tuned"],
+                    entry.get("class_guidance"),
                 )
             )
     return specs

@@ -137,9 +137,16 @@ class Prior(nn.Module, ABC):
     def denoise(self, x: Tensor, sigma: Tensor, cond: Tensor | None) -> Tensor:
         """``E[x0 | x_sigma = x]`` with ``sigma`` already shaped ``N x 1 x 1 x 1``."""
 
+    @property
+    def evaluations_per_call(self) -> int:
+        """Network evaluations per image that one ``x0`` call costs: 1, or 2 for a prior under
+        classifier-free guidance (its conditional and unconditional branches). ``nfe`` counts
+        these, so budgets compare a guided solver with an unguided one at equal compute."""
+        return 1
+
     def x0(self, x: Tensor, sigma: float | Tensor, cond: Tensor | None = None) -> Tensor:
         """Tweedie denoiser ``E[x0 | x_sigma = x]``."""
-        self.nfe += 1
+        self.nfe += self.evaluations_per_call
         out = self.denoise(x, sigma_column(sigma, x), cond)
         for observer in self._observers:
             observer(sigma)

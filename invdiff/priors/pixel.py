@@ -209,6 +209,11 @@ class PixelPrior(Prior):
         classes = self.unet.config.num_class_embeds
         return int(classes) - 1 if classes else None
 
+    @property
+    def evaluations_per_call(self) -> int:
+        guided = (self.class_labels is not None or self.tokens is not None) and self.guidance != 0
+        return 2 if guided else 1
+
     def _check_condition(self, class_labels: Tensor | None, guidance: float) -> None:
         if self.null_label is None:
             raise ValueError(

@@ -81,6 +81,9 @@ class PriorInfo:
     #: SR3: the operator that made its low-resolution training inputs (registry name and
     #: arguments, as ``SR3Prior.degradation_spec``), so a pairing can be checked before loading
     degradation: dict | None = None
+    #: a class-conditional prior (class embedding or class tokens, trained with label dropout):
+    #: its classes, without the null class; None for a prior that takes no label
+    classes: int | None = None
 
     def __str__(self) -> str:
         c, h, w = self.image_shape
@@ -112,7 +115,11 @@ def describe(name_or_folder: str | Path) -> PriorInfo:
         from invdiff.priors.sr3 import DEGRADATION
 
         degradation = dict(meta.get("degradation") or {"name": DEGRADATION, "factor": factor})
-    return PriorInfo(folder, kind, prior_type, shape, levels, factor, degradation)
+    embeds = unet.get("num_class_embeds")
+    tokens = meta.get("class_tokens")
+    labels = tokens.get("num_labels") if isinstance(tokens, dict) else embeds
+    classes = int(labels) - 1 if isinstance(labels, int) and labels >= 2 else None
+    return PriorInfo(folder, kind, prior_type, shape, levels, factor, degradation, classes)
 
 
 def load(name_or_folder: str | Path, *, device: str | torch.device = "cpu") -> Prior:

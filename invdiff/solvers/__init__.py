@@ -155,7 +155,10 @@ def solve(
             **hyper,
         )
         return draws.view(n, samples, *draws.shape[1:])
-    bar = Progress(name, solver.budget(steps, prior=prior, **hyper), steps) if progress else None
+    bar = None
+    if progress:
+        budget = solver.budget(steps, prior=prior, **hyper)
+        bar = Progress(name, budget, steps, per_call=prior.evaluations_per_call)
 
     def report(step: Step) -> None:
         bar.callback(step)

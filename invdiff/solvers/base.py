@@ -19,7 +19,7 @@ A solver is a registered class with one ``__call__``::
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TextIO
 
 import torch
@@ -176,7 +176,16 @@ class Solver:
     def budget(self, steps: int, *, prior: Prior | None = None, **hyper: Any) -> Budget:
         """What ``steps`` steps cost in network evaluations, without running the network
         (``hyper`` checked and completed with the defaults first)."""
-        return self.cost(steps, self.hyperparameters(hyper), prior)
+        return self._priced(steps, self.hyperparameters(hyper), prior)
+
+    def _priced(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
+        """``cost`` in evaluations per image: a guided prior evaluates its network twice per
+        call (``Prior.evaluations_per_call``)."""
+        budget = self.cost(steps, hp, prior)
+        per_call = prior.evaluations_per_call if prior is not None else 1
+        if budget.nfe is None or per_call == 1:
+            return budget
+        return replace(budget, nfe=budget.nfe * per_call)
 
     def cost(self, steps: int, hp: dict[str, Any], prior: Prior | None) -> Budget:
         """The cost of ``steps`` steps with the complete hyperparameters ``hp``:
@@ -202,7 +211,7 @@ class Solver:
         hp = self.hyperparameters(hyper)
 
         def cost(steps: int) -> int | None:
-            return self.cost(steps, hp, prior).nfe
+            return self._priced(steps, hp, prior).nfe
 
         one = cost(1)
         if one is None or one == 0:
@@ -256,7 +265,13 @@ class Progress:
     """
 
     def __init__(
-        self, name: str, budget: Budget, steps: int, *, stream: TextIO | None = None
+        self,
+        name: str,
+        budget: Budget,
+        steps: int,
+        *,
+        stream: TextIO | None = None,
+        per_call: int = 1,
     ) -> None:
         from tqdm import tqdm
 
@@ -271,10 +286,11 @@ class Progress:
             mininterval=0.5,
         )
         self.step = ""
+        self.per_call = per_call  # evaluations per image of one x0 call (guidance: 2)
 
     def network(self, sigma: float | Tensor) -> None:
         if self.counts_network:
-            self.bar.update(1)
+            self.bar.update(self.per_call)
 
     def callback(self, step: Step) -> None:
         if not self.counts_network:
