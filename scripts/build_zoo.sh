@@ -112,12 +112,12 @@ case "${1:-}" in
       --out "$RUNS/fmnist32-cfg" $T
     ;;
   train-xattn)
-    invdiff train pixel --cross-attention --config small --batch-size 32 --bf16 --steps 4000 \
+    invdiff train pixel --cross-attention --config small --batch-size 32 --bf16 --steps 3000 \
       --out "$RUNS/fmnist32-xattn" $T
     ;;
   train-controlnet-sr4)
     invdiff train controlnet --prior fmnist32-pixel --problem fmnist-sr4 --config small \
-      --batch-size 32 --bf16 --steps 1500 --out "$RUNS/fmnist32-controlnet-sr4" $T
+      --batch-size 32 --bf16 --steps 3000 --out "$RUNS/fmnist32-controlnet-sr4" $T
     ;;
   train-vqgan)
     invdiff train autoencoder --quantizer vq --perceptual --adversarial --adversarial-start 1000 \

@@ -58,8 +58,12 @@ def test_the_zero_convolutions_get_gradients_and_then_the_condition_matters(base
     unet = copy.deepcopy(base.unet)
     model = ControlledUNet(unet, ControlNetAdapter(unet, 1))
     cond = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    # the whole adapter trains, its copy of the encoder included, though copied from a frozen
+    # prior; the prior itself stays frozen
+    assert all(p.requires_grad for p in model.adapter.parameters())
+    assert not any(p.requires_grad for p in model.unet.parameters())
     model(x, t, cond=cond).sample.square().mean().backward()
-    assert all(p.grad is None for p in model.unet.parameters())  # the prior stays frozen
+    assert all(p.grad is None for p in model.unet.parameters())
     zero = model.adapter.zero_convs[0].weight
     assert zero.grad is not None and zero.grad.abs().sum() > 0
     with torch.no_grad():
@@ -69,6 +73,12 @@ def test_the_zero_convolutions_get_gradients_and_then_the_condition_matters(base
         a = model(x, t, cond=cond).sample
         b = model(x, t, cond=-cond).sample
     assert (a - b).abs().max() > 1e-3
+    # once the zero convolutions are not zero, the copied encoder gets gradients too
+    model.zero_grad()
+    model(x, t, cond=cond).sample.square().mean().backward()
+    copied = [*model.adapter.down_blocks.parameters(), *model.adapter.mid_block.parameters()]
+    assert all(p.grad is not None for p in copied)
+    assert sum(float(p.grad.abs().sum()) for p in copied) > 0
 
 
 def test_the_prior_conditions_on_the_pseudo_inverse_and_refuses_other_operators(base):

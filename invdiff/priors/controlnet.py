@@ -104,6 +104,8 @@ class ControlNetAdapter(nn.Module):
         self.mid_zero_conv = _zero_conv(mid)
         self.cond_channels = int(cond_channels)
         self.embed_channels = int(embed_channels)
+        # the copies come from a frozen prior; the copy is what trains (Eq. 2's Theta_c)
+        self.requires_grad_(True)
 
     def forward(
         self, sample: Tensor, timestep: Tensor, cond: Tensor, class_labels: Tensor | None = None
