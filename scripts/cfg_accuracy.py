@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-fid", action="store_true")
     parser.add_argument("--json", help="also write the table here")
+    parser.add_argument(
+        "--update-card",
+        action="store_true",
+        help="a zoo prior: put the table in its quality.json and model card",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,10 +86,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{row.get('kid', float('nan')):>9.5f} {row['wall_s']:>7.0f}",
             flush=True,
         )
-    if args.json:
-        from invdiff.io import write_text
+    from invdiff.io import write_text
 
+    if args.json:
         write_text(args.json, json.dumps({"prior": args.prior, "rows": rows}, indent=2) + "\n")
+    if args.update_card:
+        from invdiff.priors.zoo import resolve
+        from invdiff.training.export import write_card
+
+        folder = resolve(args.prior)
+        path = folder / "quality.json"
+        quality = json.loads(path.read_text()) if path.is_file() else {}
+        quality["guidance"] = {
+            "command": "python " + " ".join(sys.argv),
+            "sampler": f"DDIM {args.steps} steps, x0 clipped",
+            "n": args.n,
+            "classifier": info["test_accuracy"],
+            "rows": rows,
+        }
+        write_text(path, json.dumps(quality, indent=2) + "\n")
+        write_card(folder)
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 
 import invdiff
 from invdiff.priors import ConditionalPrior, LatentPrior
+from invdiff.priors.sr3 import SR3Prior
 from invdiff.training.tasks import ddim_sample
 
 SIGMAS = (0.1, 0.2, 0.5, 1.0)
@@ -43,10 +44,8 @@ def mean(t: torch.Tensor) -> float:
 def denoising(prior, x: torch.Tensor, generator: torch.Generator) -> dict:
     out = {}
     cond = None
-    if isinstance(prior, ConditionalPrior):
-        from invdiff.priors.sr3 import downsample
-
-        cond = prior.condition(downsample(x, prior.factor))
+    if isinstance(prior, ConditionalPrior):  # A^+ y of its training operator (SR3: bicubic)
+        cond = prior.condition(prior.degradation(x))
     clean = prior.encode(x) if isinstance(prior, LatentPrior) else x
     for s in SIGMAS:
         noisy = clean + s * torch.randn(clean.shape, generator=generator)
@@ -114,6 +113,30 @@ def super_resolution(prior, x: torch.Tensor, steps: int, seed: int) -> dict:
             "psnr": mean(m.psnr(cond, x)),
             "ssim": mean(m.ssim(cond, x)),
             "lpips": mean(m.lpips(cond, x)),
+        },
+    }
+
+
+@torch.no_grad()
+def conditional_sampling(prior, x: torch.Tensor, steps: int, seed: int) -> dict:
+    """A conditional prior (ControlNet) sampled given ``A^+ y`` of its training operator's
+    noiseless measurements, against that condition itself."""
+    op = prior.degradation
+    cond = prior.condition(op(x))
+    g = torch.Generator().manual_seed(seed)
+    sample = ddim_sample(prior, len(x), steps, g, cond=cond, clip=True).clamp(-1, 1)
+    m = invdiff.metrics
+    return {
+        "operator": type(op).__name__,
+        "n": len(x),
+        "sampler": f"DDIM {steps} steps, x0 clipped",
+        **{
+            key: {
+                "psnr": mean(m.psnr(v, x)),
+                "ssim": mean(m.ssim(v, x)),
+                "lpips": mean(m.lpips(v, x)),
+            }
+            for key, v in (("sample", sample), ("condition", cond))
         },
     }
 
@@ -191,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
             q = {**kept, "denoise": q["denoise"], "data": q["data"]}
             q["command"] = kept.get("command", command) + f"; denoising: {command}"
-        elif isinstance(prior, ConditionalPrior):
+        elif isinstance(prior, SR3Prior):
             q["sr"] = super_resolution(prior, x_sr, args.steps, args.seed)
+        elif isinstance(prior, ConditionalPrior):
+            q["conditional"] = conditional_sampling(prior, x_sr, args.steps, args.seed)
         else:
             data_key = training_data(folder)
             if data_key not in real_features:

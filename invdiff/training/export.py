@@ -19,6 +19,9 @@ from pathlib import Path
 
 import torch
 
+#: the guidance weight of a class-conditional prior's sample grid
+CLASS_GRID_GUIDANCE = 3.0
+
 KIND_TEXT = {
     "pixel": "an unconditional pixel-space DDPM prior (`PixelPrior`)",
     "sr3": "a conditional SR3 super-resolution prior (`SR3Prior`, a `ConditionalPrior`)",
@@ -171,6 +174,25 @@ def _quality_rows(quality: dict) -> list[str]:
             f"- super-resolution x{s['factor']} ({s['n']} test images, {s['sampler']}): "
             f"SR3 {_metric_text(s['sr3'])}; bicubic {_metric_text(s['bicubic'])}"
         )
+    if "conditional" in quality:
+        c = quality["conditional"]
+        rows.append(
+            f"- reconstruction from {c['operator']} measurements ({c['n']} test images, "
+            f"{c['sampler']}): sample {_metric_text(c['sample'])}; its condition A^+ y "
+            f"{_metric_text(c['condition'])}"
+        )
+    if "guidance" in quality:
+        rows += [
+            f"- class-conditional samples ({quality['guidance']['sampler']}), "
+            f"{quality['guidance']['n']} per guidance weight w, judged by the package's "
+            f"Fashion-MNIST classifier (test accuracy {quality['guidance']['classifier']:.3f}):",
+            "",
+            "  | w | accuracy | FID | KID |",
+            "  |---|---|---|---|",
+        ]
+        for r in quality["guidance"]["rows"]:
+            rows.append(f"  | {r['w']:g} | {r['accuracy']:.3f} | {r['fid']:.1f} | {r['kid']:.4f} |")
+        rows.append("")
     if "autoencoder" in quality:
         a = quality["autoencoder"]
         rows.append(f"- autoencoder reconstruction PSNR {a['psnr']:.2f} dB ({a['n']} test images)")
@@ -198,7 +220,27 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
     known = _data_set(cfg)
     data_name = known.card_name if known is not None and not cfg.get("data") else ""
     low = size // meta.get("factor", 1)
-    what = KIND_TEXT[kind][0].upper() + KIND_TEXT[kind][1:]
+    text = KIND_TEXT[kind]
+    labels = (meta.get("class_tokens") or {}).get("num_labels") or meta.get("num_class_embeds")
+    classes = int(labels) - 1 if labels else None
+    if kind == "pixel" and classes:
+        how = (
+            "cross-attention to learned class tokens (`UNet2DConditionModel`, "
+            "`encoder_hidden_states`)"
+            if meta.get("class_tokens")
+            else "a class embedding"
+        )
+        text = (
+            f"a class-conditional pixel-space DDPM prior (`PixelPrior`, {classes} classes "
+            f"through {how}, trained with label dropout: `prior.conditioned(label, "
+            "guidance=w)` samples with classifier-free guidance, Ho & Salimans 2022)"
+        )
+    vae_config = folder / "vae" / "config.json"
+    if vae_config.is_file() and json.loads(vae_config.read_text()).get("_class_name") == "VQModel":
+        text = text.replace("AutoencoderKL", "VQModel").replace(
+            "its scaled latents", "its scaled pre-quantisation latents"
+        )
+    what = text[0].upper() + text[1:]
     task = f", super-resolution x{meta['factor']} from {low}x{low} px" if kind == "sr3" else ""
     if kind == "controlnet":
         spec = ", ".join(f"{k}={v}" for k, v in meta["degradation"].items() if k != "name")
@@ -246,7 +288,15 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
             "sr3": "rows: bicubic upsampling of the low-resolution input, SR3 sample (DDIM, 50 "
             "steps, x0 clipped, seed 0), ground truth; the first 8 test images",
             "latent": "DDIM, 50 steps on latents, decoded, seed 0",
+            "controlnet": "rows: A^+ y of the training operator's measurements (the condition), "
+            "ControlNet sample (DDIM, 50 steps, x0 clipped, seed 0), ground truth; the first 8 "
+            "test images",
         }[kind]
+        if kind == "pixel" and classes:
+            grid_text = (
+                f"one class per column (labels 0-{classes - 1}), classifier-free "
+                f"guidance w = {CLASS_GRID_GUIDANCE:g}, DDIM, 50 steps, x0 clipped, seed 0"
+            )
         lines += [f"![samples](samples.png) ({grid_text})", ""]
     else:
         lines += [
@@ -302,16 +352,21 @@ def render_samples(  # noqa: ANN001
     images ``truth`` (``held_out_images``) as rows bicubic / SR3 / truth."""
     from invdiff.images import save_image
     from invdiff.priors.base import ConditionalPrior, LatentPrior
-    from invdiff.priors.sr3 import downsample
+    from invdiff.priors.pixel import PixelPrior
     from invdiff.training.tasks import ddim_sample, make_grid
 
     g = torch.Generator().manual_seed(seed)
     if isinstance(prior, ConditionalPrior):
         if truth is None:
             raise ValueError("a conditional prior's grid needs held-out images: pass truth=")
-        cond = prior.condition(downsample(truth, prior.factor))
+        cond = prior.condition(prior.degradation(truth))
         x = ddim_sample(prior, len(truth), steps, g, cond=cond, clip=True)
         grid = make_grid(torch.cat([cond, x, truth]), nrow=8)
+    elif isinstance(prior, PixelPrior) and prior.null_label is not None:
+        # class-conditional: two rows, one class per column, guided with CLASS_GRID_GUIDANCE
+        labels = torch.arange(2 * prior.null_label) % prior.null_label
+        view = prior.conditioned(labels, guidance=CLASS_GRID_GUIDANCE)
+        grid = make_grid(ddim_sample(view, len(labels), steps, g, clip=True), nrow=prior.null_label)
     elif isinstance(prior, LatentPrior):
         grid = make_grid(prior.decode(ddim_sample(prior, 16, steps, g)), nrow=4)
     else:
@@ -335,7 +390,8 @@ def export_run(run: str | Path, dest: str | Path) -> Path:
     def build(folder: Path) -> None:
         prior.save(folder, dtype=torch.float16)
         (folder / "training.json").write_text(json.dumps(info, indent=2) + "\n")
-        truth = held_out_images(info["config"]) if info["kind"] == "sr3" else None
+        conditional = info["kind"] in ("sr3", "controlnet")
+        truth = held_out_images(info["config"]) if conditional else None
         render_samples(prior, folder / "samples.png", truth=truth)
         if (dest / "quality.json").is_file():  # keep figures measured earlier
             shutil.copy(dest / "quality.json", folder / "quality.json")
