@@ -385,6 +385,14 @@ def test_shipped_suites_parse(tmp_path):
     assert {p.name for p in colour.problems} == emoji and colour.data["count"] <= 8
     assert colour.priors["pixel"] == "emoji32-pixel" and colour.data["dataset"] == "emoji"
     assert {s.name for s in colour.solvers} >= {"dps", "ddrm", "ddnm", "pigdm", "tv"}
+    # conditioning: the class-conditional prior without and with each image's label, the
+    # ControlNet adapter on the one problem it was trained for
+    cond = {s.label: s for s in load("conditioning").solvers}
+    assert (
+        cond["dps-cfg-class"].class_guidance == 0.0 and cond["dps-cfg-null"].class_guidance is None
+    )
+    assert cond["controlnet-nfe100"].prior == "fmnist32-controlnet-sr4"
+    assert cond["controlnet-nfe100"].problems == ["fmnist-sr4"]
     with pytest.raises(SuiteError, match="needs --data DIR"):
         load("ffhq256")
     ffhq = load("ffhq256", data_dir=tmp_path, prior_dir=tmp_path)
