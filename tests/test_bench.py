@@ -389,7 +389,8 @@ def test_shipped_suites_parse(tmp_path):
     # ControlNet adapter on the one problem it was trained for
     cond = {s.label: s for s in load("conditioning").solvers}
     assert (
-        cond["dps-cfg-class"].class_guidance == 0.0 and cond["dps-cfg-null"].class_guidance is None
+        cond["ddrm-cfg-class"].class_guidance == 0.0
+        and cond["ddrm-cfg-null"].class_guidance is None
     )
     assert cond["controlnet-nfe100"].prior == "fmnist32-controlnet-sr4"
     assert cond["controlnet-nfe100"].problems == ["fmnist-sr4"]

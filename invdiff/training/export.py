@@ -117,9 +117,20 @@ def _training_rows(info: dict, shipped: bool = True) -> list[str]:
         )
     else:
         side = cfg["image_size"] // 2 ** (len(cfg["channels"]) - 1)
+        terms = [f"{cfg['recon_loss'].upper()} reconstruction"]
+        if cfg.get("quantizer", "kl") == "vq":
+            terms.append(f"VQ codebook and commitment ({cfg['codebook_size']} entries)")
+        else:
+            terms.append(f"{cfg['kl_weight']:g} x KL per pixel")
+        if cfg.get("perceptual_weight"):
+            terms.append(f"{cfg['perceptual_weight']:g} x LPIPS")
+        if cfg.get("adversarial_weight"):
+            terms.append(
+                f"{cfg['adversarial_weight']:g} x adaptive-weight hinge patch-GAN from step "
+                f"{cfg.get('adversarial_start', 0)}"
+            )
         rows.append(
-            f"- loss: {cfg['recon_loss'].upper()} reconstruction + {cfg['kl_weight']:g} x KL "
-            f"per pixel; latents {cfg['latent_channels']} x {side} x {side}"
+            f"- loss: {' + '.join(terms)}; latents {cfg['latent_channels']} x {side} x {side}"
         )
     return rows
 
@@ -237,7 +248,7 @@ def write_card(folder: str | Path, name: str | None = None, *, shipped: bool = T
         )
     vae_config = folder / "vae" / "config.json"
     if vae_config.is_file() and json.loads(vae_config.read_text()).get("_class_name") == "VQModel":
-        text = text.replace("AutoencoderKL", "VQModel").replace(
+        text = text.replace("an AutoencoderKL", "a VQModel").replace(
             "its scaled latents", "its scaled pre-quantisation latents"
         )
     what = text[0].upper() + text[1:]
