@@ -25,6 +25,7 @@
 #   scripts/build_zoo.sh train-controlnet-sr4 # adapter on fmnist32-pixel       -> runs/fmnist32-controlnet-sr4
 #   scripts/build_zoo.sh train-vqgan          # VQ + LPIPS + patch-GAN          -> runs/fmnist32-vqgan
 #   scripts/build_zoo.sh train-vq-l1          # the same VQ with L1 alone       -> runs/fmnist32-vq-l1
+#   scripts/build_zoo.sh train-vq-lpips       # the same VQ with L1 + LPIPS     -> runs/fmnist32-vq-lpips
 #   scripts/build_zoo.sh train-latent-vq      # latent DDPM on the VQGAN        -> runs/fmnist32-latent-vq
 #   scripts/build_zoo.sh export-conditioning  # -> invdiff/zoo/fmnist32-{cfg,xattn,...} + cards
 #
@@ -129,6 +130,11 @@ case "${1:-}" in
     invdiff train autoencoder --quantizer vq --config small --bf16 --steps 2500 \
       --out "$RUNS/fmnist32-vq-l1" $T
     ;;
+  train-vq-lpips)
+    # the recipe without its GAN: L1 + LPIPS, the same VQ autoencoder and steps
+    invdiff train autoencoder --quantizer vq --perceptual --config small --bf16 --steps 2500 \
+      --out "$RUNS/fmnist32-vq-lpips" $T
+    ;;
   train-latent-vq)
     invdiff train latent --config small --prediction-type v_prediction --bf16 --steps 2000 \
       --encode-limit 10000 --autoencoder "$RUNS/fmnist32-vqgan" --out "$RUNS/fmnist32-latent-vq" $T
@@ -147,7 +153,7 @@ case "${1:-}" in
     python scripts/prior_quality.py --threads 2 --update-cards
     ;;
   *)
-    echo "usage: $0 train-pixel|continue-pixel|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji|train-cfg|train-xattn|train-controlnet-sr4|train-vqgan|train-vq-l1|train-latent-vq|export-conditioning" >&2
+    echo "usage: $0 train-pixel|continue-pixel|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji|train-cfg|train-xattn|train-controlnet-sr4|train-vqgan|train-vq-l1|train-vq-lpips|train-latent-vq|export-conditioning" >&2
     exit 2
     ;;
 esac
