@@ -114,7 +114,7 @@ case "${1:-}" in
       --out "$RUNS/fmnist32-cfg" $T
     ;;
   train-xattn)
-    invdiff train pixel --cross-attention --config small --batch-size 32 --bf16 --steps 2000 \
+    invdiff train pixel --cross-attention --config small --batch-size 32 --bf16 --steps 1000 \
       --out "$RUNS/fmnist32-xattn" $T
     ;;
   train-controlnet-sr4)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import invdiff
-from invdiff.priors import ConditionalPrior, LatentPrior, PixelPrior
+from invdiff.priors import ConditionalPrior, ControlNetPrior, LatentPrior, PixelPrior
 from invdiff.priors.latent import LatentDiffusionPrior
-from invdiff.priors.sr3 import SR3Prior, downsample
+from invdiff.priors.sr3 import SR3Prior
 from invdiff.priors.zoo import ZOO_DIR
 
 ZOO = {
@@ -18,6 +18,10 @@ ZOO = {
     "fmnist32-sr3-x2": SR3Prior,
     "fmnist32-sr3-x4": SR3Prior,
     "fmnist32-latent": LatentDiffusionPrior,
+    "fmnist32-cfg": PixelPrior,
+    "fmnist32-xattn": PixelPrior,
+    "fmnist32-controlnet-sr4": ControlNetPrior,
+    "fmnist32-latent-vq": LatentDiffusionPrior,
     "emoji32-pixel": PixelPrior,
     "emoji32-sr3-x4": SR3Prior,
     "emoji32-latent": LatentDiffusionPrior,
@@ -51,6 +55,8 @@ def test_zoo_prior_loads_with_its_card(name):
         assert prior.in_shape == SHAPE[name]
     if isinstance(prior, SR3Prior):
         assert prior.factor == int(name[-1])
+    if name in ("fmnist32-cfg", "fmnist32-xattn"):  # class-conditional: 10 classes + null
+        assert prior.null_label == 10
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < MAX_BYTES
     card = (folder / "README.md").read_text()
     for needle in (
@@ -75,11 +81,8 @@ def test_zoo_denoiser_beats_the_identity(name):
     prior = invdiff.priors.load(name)
     x = held_out(name)
     g = torch.Generator().manual_seed(0)
-    cond = (
-        prior.condition(downsample(x, prior.factor))
-        if isinstance(prior, ConditionalPrior)
-        else None
-    )
+    # a conditional prior: A^+ y of its training operator (SR3: bicubic upsampling)
+    cond = prior.condition(prior.degradation(x)) if isinstance(prior, ConditionalPrior) else None
     clean = prior.encode(x).detach() if isinstance(prior, LatentPrior) else x
     for sigma in (0.1, 0.2, 0.5, 1.0):
         noisy = clean + sigma * torch.randn(clean.shape, generator=g)
