@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             earlier = folder / "quality.json"
             kept = json.loads(earlier.read_text()) if earlier.is_file() else {}
             q = {**kept, "denoise": q["denoise"], "data": q["data"]}
-            earlier = kept.get("command")
-            q["command"] = f"{earlier}; denoising: {command}" if earlier else command
+            before = kept.get("command")
+            q["command"] = f"{before}; denoising: {command}" if before else command
         elif isinstance(prior, SR3Prior):
             q["sr"] = super_resolution(prior, x_sr, args.steps, args.seed)
         elif isinstance(prior, ConditionalPrior):
