@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = resolve(args.prior)
         path = folder / "quality.json"
         quality = json.loads(path.read_text()) if path.is_file() else {}
+        quality.setdefault("command", "python " + " ".join(sys.argv))
+        quality.setdefault("data", "fashion_mnist test split, 32 px, 1 channel(s)")
         quality["guidance"] = {
             "command": "python " + " ".join(sys.argv),
             "sampler": f"DDIM {args.steps} steps, x0 clipped",
