@@ -23,6 +23,7 @@ import torch
 
 import invdiff
 from invdiff.priors.checks import load_vae
+from invdiff.priors.latent import encoder_output
 
 
 def vae_folder(source: str) -> Path:
@@ -56,17 +57,10 @@ def recipe(vae_dir: Path) -> str:
 
 @torch.no_grad()
 def reconstruct(vae, x: torch.Tensor, batch: int) -> torch.Tensor:
-    from diffusers import VQModel
-
-    out = []
-    for i in range(0, len(x), batch):
-        part = x[i : i + batch]
-        if isinstance(vae, VQModel):
-            rec = vae.decode(vae.encode(part).latents).sample
-        else:
-            rec = vae.decode(vae.encode(part).latent_dist.mean).sample
-        out.append(rec.clamp(-1, 1))
-    return torch.cat(out)
+    """``decode(encode(x))`` as a latent prior does it (``encoder_output``)."""
+    latent = encoder_output(vae)
+    parts = [x[i : i + batch] for i in range(0, len(x), batch)]
+    return torch.cat([vae.decode(latent(vae.encode(p))).sample.clamp(-1, 1) for p in parts])
 
 
 def main(argv: list[str] | None = None) -> int:
