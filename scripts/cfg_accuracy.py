@@ -8,6 +8,10 @@ accuracy printed) and computes FID / KID against ``--n`` test images. Guidance s
 accuracy, and past some ``w`` cost FID (less diversity), as in Ho & Salimans 2022, Fig. 2-4.
 
     python scripts/cfg_accuracy.py --prior runs/cfg/prior --n 1000 --guidance 0 1 3 5
+
+Two cores can share a table: each process measures some weights into its own ``--json``, and
+a last call with ``--merge`` of those files (and ``--guidance`` of none or more weights) puts
+the whole table in the model card. Rows merge only if prior, N, steps and seed agree.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,13 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prior", required=True, help="class-conditional prior: name or folder")
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 3.0, 5.0])
+    parser.add_argument("--guidance", type=float, nargs="*", default=[0.0, 1.0, 3.0, 5.0])
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-fid", action="store_true")
     parser.add_argument("--json", help="also write the table here")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="rows measured by earlier calls (their --json), joined to this call's",
+    )
     parser.add_argument(
         "--update-card",
         action="store_true",
@@ -43,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    settings = {"prior": args.prior, "n": args.n, "steps": args.steps, "seed": args.seed}
+    merged, commands = [], []
+    for path in args.merge:  # checked before any sampling
+        earlier = json.loads(Path(path).read_text())
+        theirs = {key: earlier.get(key) for key in settings}
+        if theirs != settings:
+            raise SystemExit(f"--merge {path}: measured with {theirs}, this call is {settings}")
+        merged += earlier["rows"]
+        commands.append(earlier.get("command", path))
     prior = invdiff.priors.load(args.prior)
     if prior.null_label is None:
         raise SystemExit(f"{args.prior}: not a class-conditional prior (no null class)")
@@ -88,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     from invdiff.io import write_text
 
+    command = "python " + " ".join(sys.argv)
     if args.json:
-        write_text(args.json, json.dumps({"prior": args.prior, "rows": rows}, indent=2) + "\n")
+        table = {**settings, "command": command, "rows": rows}
+        write_text(args.json, json.dumps(table, indent=2) + "\n")
+    if merged:
+        rows = sorted(merged + rows, key=lambda row: row["w"])
+        command = "; ".join([*commands, command])
     if args.update_card:
         from invdiff.priors.zoo import resolve
         from invdiff.training.export import write_card
@@ -97,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         folder = resolve(args.prior)
         path = folder / "quality.json"
         quality = json.loads(path.read_text()) if path.is_file() else {}
-        quality.setdefault("command", "python " + " ".join(sys.argv))
+        quality.setdefault("command", command)
         quality.setdefault("data", "fashion_mnist test split, 32 px, 1 channel(s)")
         quality["guidance"] = {
-            "command": "python " + " ".join(sys.argv),
+            "command": command,
             "sampler": f"DDIM {args.steps} steps, x0 clipped",
             "n": args.n,
             "classifier": info["test_accuracy"],
