@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--merge {path}: measured with {theirs}, this call is {settings}")
         merged += earlier["rows"]
         commands.append(earlier.get("command", path))
+    weights = [row["w"] for row in merged] + list(args.guidance)
+    if len(set(weights)) < len(weights):
+        raise SystemExit(f"--merge: a guidance weight would be measured twice ({sorted(weights)})")
     prior = invdiff.priors.load(args.prior)
     if prior.null_label is None:
         raise SystemExit(f"{args.prior}: not a class-conditional prior (no null class)")
@@ -109,13 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     from invdiff.io import write_text
 
-    command = "python " + " ".join(sys.argv)
-    if args.json:
+    command = "; ".join([*commands, "python " + " ".join(sys.argv)])
+    rows = sorted(merged + rows, key=lambda row: row["w"])
+    if args.json:  # the whole table: a later --merge of it needs nothing else
         table = {**settings, "command": command, "rows": rows}
         write_text(args.json, json.dumps(table, indent=2) + "\n")
-    if merged:
-        rows = sorted(merged + rows, key=lambda row: row["w"])
-        command = "; ".join([*commands, command])
     if args.update_card:
         from invdiff.priors.zoo import resolve
         from invdiff.training.export import write_card
