@@ -394,6 +394,10 @@ def test_shipped_suites_parse(tmp_path):
     )
     assert cond["controlnet-nfe100"].prior == "fmnist32-controlnet-sr4"
     assert cond["controlnet-nfe100"].problems == ["fmnist-sr4"]
+    # and the adapter trained on SR3's bicubic measurements meets SR3 on that problem
+    bicubic = cond["controlnet-bicubic-nfe100"]
+    assert bicubic.prior == "fmnist32-controlnet-sr4-bicubic"
+    assert bicubic.problems == cond["sr3-nfe100"].problems == ["fmnist-sr4-bicubic"]
     with pytest.raises(SuiteError, match="needs --data DIR"):
         load("ffhq256")
     ffhq = load("ffhq256", data_dir=tmp_path, prior_dir=tmp_path)

@@ -21,6 +21,7 @@ ZOO = {
     "fmnist32-cfg": PixelPrior,
     "fmnist32-xattn": PixelPrior,
     "fmnist32-controlnet-sr4": ControlNetPrior,
+    "fmnist32-controlnet-sr4-bicubic": ControlNetPrior,
     "fmnist32-latent-vq": LatentDiffusionPrior,
     "emoji32-pixel": PixelPrior,
     "emoji32-sr3-x4": SR3Prior,
