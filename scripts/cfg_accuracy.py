@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         f"classifier test accuracy {info['test_accuracy']:.4f}"
     )
     real = None
-    if not args.no_fid:
+    if not args.no_fid and args.guidance:  # a merge alone samples nothing
         test = invdiff.data.get("fashion_mnist", split="test").images(range(args.n))
         metric = invdiff.metrics.InceptionDistance(progress=False)
         metric.update(test, real=True)
