@@ -111,7 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not measured yet at these settings: {', '.join(missing)}")
     table = {"command": " ".join(sys.argv), "settings": settings, "rows": rows}
     write_text(Path(args.out) / "objectives.json", json.dumps(table, indent=2) + "\n")
+    write_text(Path(args.out) / "objectives.md", markdown(rows))
     return 0
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table as Markdown: one row per objective, best value per column in bold."""
+    columns = [
+        (f"PSNR sigma {s}", lambda r, s=s: r["denoise_psnr"][s], max, "{:.2f}")
+        for s in ("0.1", "0.5", "1.0")
+    ]
+    columns += [
+        ("FID", lambda r: r["fid"], min, "{:.1f}"),
+        ("KID", lambda r: r["kid"], min, "{:.4f}"),
+    ]
+    best = {name: pick(get(r) for r in rows) for name, get, pick, _ in columns}
+    lines = [
+        "| prediction | weighting | " + " | ".join(name for name, *_ in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for r in rows:
+        cells = []
+        for name, get, _, fmt in columns:
+            text = fmt.format(get(r))
+            if name == "KID":
+                text += f" ± {r['kid_std']:.4f}"
+            cells.append(f"**{text}**" if get(r) == best[name] else text)
+        lines.append(f"| {r['prediction']} | {r['weighting']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def measured(row_file: Path, settings: dict) -> bool:
