@@ -101,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             + f"  FID {row['fid']:7.2f}  KID {row['kid']:.5f}",
             flush=True,
         )
-    rows = [
-        json.loads(f.read_text())
-        for f in (Path(args.out) / name / "row.json" for name in NAMES)
-        if measured(f, settings)
-    ]
-    missing = [n for n in NAMES if not measured(Path(args.out) / n / "row.json", settings)]
+    rows, missing = [], []
+    for name in NAMES:
+        row_file = Path(args.out) / name / "row.json"
+        if measured(row_file, settings):
+            rows.append(json.loads(row_file.read_text()))
+        else:
+            missing.append(name)
     if missing:
         print(f"not measured yet at these settings: {', '.join(missing)}")
     table = {"command": " ".join(sys.argv), "settings": settings, "rows": rows}
