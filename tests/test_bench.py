@@ -469,3 +469,49 @@ def test_fid_and_kid_per_pair_report_n(tiny, tmp_path, monkeypatch):
     np.savez(batch, **arrays)
     run(load(f, limit=4), out, progress=False, figures=False)
     assert len(scored) == 1 and (out / "distribution.csv").read_text().splitlines() == dist
+
+
+@pytest.mark.parametrize("name", ["paper", "paper-colour"])
+def test_shipped_paper_suites_have_every_tuned_value(name):
+    """A paper suite runs each tuned solver with the values its table holds for that problem,
+    prior and budget: a missing entry would stop the run, so the shipped table must cover the
+    suite, and each entry must have been chosen on validation images, not the suite's."""
+    from invdiff.bench.runner import prepare
+
+    plan = prepare(load(name))
+    tuned = [pair for pair in plan.pairs if pair.solver.tuned]
+    assert tuned and all(pair.tuned is not None for pair in tuned)
+    assert {pair.tuned_on["split"] for pair in tuned} == {"val"}
+
+
+def test_compare_runs_pairs_two_runs_by_image(tmp_path, capsys):
+    """``scripts/compare_runs.py`` reports B - A per problem and solver, signed by the metric's
+    direction: B 1 dB better everywhere reads +1.000 and ``B better``; LPIPS equal, ``n.s.``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", Path(__file__).parents[1] / "scripts" / "compare_runs.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for tag, shift in (("a", 0.0), ("b", 1.0)):
+        folder = tmp_path / tag
+        folder.mkdir()
+        rows = [
+            {
+                "image": i,
+                "seed": 0,
+                "problem": "p",
+                "solver": "ddrm-nfe20",
+                "psnr": 20.0 + 0.1 * i + shift,
+                "lpips": 0.1 + 0.01 * (i % 3),
+            }
+            for i in range(8)
+        ]
+        (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert module.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("p ")][0]
+    assert "+1.000" in line and "B better" in line and "n.s." in line
+    assert module.main([str(tmp_path / "b"), str(tmp_path / "a")]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("p ")][0]
+    assert "-1.000" in line and "B worse" in line

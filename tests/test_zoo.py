@@ -15,6 +15,7 @@ from invdiff.priors.zoo import ZOO_DIR
 
 ZOO = {
     "fmnist32-pixel": PixelPrior,
+    "fmnist32-pixel-x0-minsnr": PixelPrior,
     "fmnist32-sr3-x2": SR3Prior,
     "fmnist32-sr3-x4": SR3Prior,
     "fmnist32-latent": LatentDiffusionPrior,
