@@ -18,6 +18,7 @@
 #
 # Colour (the emoji train split, 3 x 32 x 32):
 #   scripts/build_zoo.sh train-emoji-pixel    # pixel DDPM prior      -> runs/emoji32-pixel
+#   scripts/build_zoo.sh train-emoji-pixel-x0-minsnr  # x0 + min-SNR-5 -> invdiff/zoo/emoji32-pixel-x0-minsnr
 #   scripts/build_zoo.sh train-emoji-sr3-x4   # SR3 x4 (8 -> 32 px)   -> runs/emoji32-sr3-x4
 #   scripts/build_zoo.sh train-emoji-autoencoder  # AutoencoderKL     -> runs/emoji32-autoencoder
 #   scripts/build_zoo.sh train-emoji-latent   # latent DDPM on it     -> runs/emoji32-latent
@@ -125,16 +126,29 @@ case "${1:-}" in
       --out "$RUNS/fmnist32-latent" $T
     ;;
   train-emoji-pixel)
-    # x0 (sample) prediction with min-SNR-5 weighting. The first emoji32-pixel (epsilon
-    # prediction, the same 4,000 steps) drew saturated colour blobs: its x0 = x - sigma eps
-    # carries the network's error times sigma, worse than the mean image above sigma ~10.
-    # Measured on the emoji test split (N = 1000, DDIM 50): FID 155.9 / KID 0.053 against
-    # 186.1 / 0.085; denoising 32.53 / 29.52 / 24.76 / 21.16 dB against 34.01 / 29.93 / 24.72 /
-    # 21.15 at sigma 0.1 / 0.2 / 0.5 / 1; through the solvers (benchmarks/colour-priors.toml,
-    # 64 val images, 20 NFE) colorization +5.4 dB (DPS) / +5.1 dB (PiGDM), deblurring -0.5 dB
-    # (DDRM) / -0.7 dB (DiffPIR). v-prediction (FID 208.9) did worse than both.
+    # epsilon prediction, as the grey prior. The same run with --prediction-type v_prediction
+    # drew more white backgrounds but measured worse on the emoji test split: FID 208.9 /
+    # KID 0.122 against 186.1 / 0.085 (1,000 samples), denoising PSNR 0.6-0.8 dB lower
     invdiff train pixel --dataset emoji --image-channels 3 --config small --batch-size 32 --bf16 \
-      --prediction-type sample --snr-weighting min-snr-5 --steps 4000 --out "$RUNS/emoji32-pixel" $T
+      --steps 4000 --out "$RUNS/emoji32-pixel" $T
+    ;;
+  train-emoji-pixel-x0-minsnr)
+    # x0 (sample) prediction with min-SNR-5 weighting at the same 4,000 steps. The epsilon
+    # prior's samples go to saturated colour: its x0 = x - sigma eps carries the network's error
+    # times sigma, worse than the mean image above sigma ~10. Measured (2026-11-30, emoji test
+    # split, N = 1000, DDIM 50): FID 155.9 / KID 0.053 against 186.1 / 0.085; denoising 32.53 /
+    # 29.52 / 24.76 / 21.16 dB against 34.01 / 29.93 / 24.72 / 21.15 at sigma 0.1 / 0.2 / 0.5 / 1;
+    # through the solvers on emoji val images (benchmarks/colour-priors.toml) colorization +5 dB
+    # with DPS / PiGDM, deblurring -0.5 dB (DDRM) / -0.7 dB (DiffPIR). Out of distribution (a
+    # photo) its low-noise estimates do not follow the input and the reconstructions lose the
+    # measurement, so it ships beside emoji32-pixel, not in its place
+    invdiff train pixel --dataset emoji --image-channels 3 --config small --batch-size 32 --bf16 \
+      --prediction-type sample --snr-weighting min-snr-5 --steps 4000 \
+      --out "$RUNS/emoji32-pixel-x0-minsnr" $T
+    python -m invdiff.training.export "$RUNS/emoji32-pixel-x0-minsnr" \
+      invdiff/zoo/emoji32-pixel-x0-minsnr
+    python scripts/prior_quality.py --names emoji32-pixel-x0-minsnr --threads "$OMP_NUM_THREADS" \
+      --update-cards
     ;;
   train-emoji-sr3-x4)
     invdiff train sr3 --dataset emoji --image-channels 3 --config small --factor 4 \
@@ -209,7 +223,7 @@ case "${1:-}" in
     python scripts/prior_quality.py --threads 2 --update-cards
     ;;
   *)
-    echo "usage: $0 train-pixel|continue-pixel|experiment-pixel-minsnr|experiment-pixel-v|experiment-pixel-x0-minsnr|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji|train-cfg|train-xattn|train-controlnet-sr4|train-controlnet-sr4-bicubic|train-vqgan|train-vq-l1|train-vq-lpips|train-latent-vq|export-conditioning" >&2
+    echo "usage: $0 train-pixel|continue-pixel|experiment-pixel-minsnr|experiment-pixel-v|experiment-pixel-x0-minsnr|train-rest|retrain-latent|train-latent|train-sr3-x2|train-sr3-x4|export|quality|train-emoji-pixel|train-emoji-pixel-x0-minsnr|train-emoji-sr3-x4|train-emoji-autoencoder|train-emoji-latent|export-emoji|quality-emoji|train-cfg|train-xattn|train-controlnet-sr4|train-controlnet-sr4-bicubic|train-vqgan|train-vq-l1|train-vq-lpips|train-latent-vq|export-conditioning" >&2
     exit 2
     ;;
 esac

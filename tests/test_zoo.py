@@ -25,6 +25,7 @@ ZOO = {
     "fmnist32-controlnet-sr4-bicubic": ControlNetPrior,
     "fmnist32-latent-vq": LatentDiffusionPrior,
     "emoji32-pixel": PixelPrior,
+    "emoji32-pixel-x0-minsnr": PixelPrior,
     "emoji32-sr3-x4": SR3Prior,
     "emoji32-latent": LatentDiffusionPrior,
 }
