@@ -19,15 +19,16 @@ import json
 import sys
 from pathlib import Path
 
+from invdiff.bench import rows as rowio
 from invdiff.bench.compare import paired
 from invdiff.metrics.registry import METRICS
 
 
 def read_rows(folder: Path) -> list[dict]:
-    path = folder / "rows.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{folder}: no rows.jsonl (run `invdiff bench SUITE --out {folder}`)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = list(rowio.read(folder / "rows.jsonl"))
+    if not rows:
+        raise SystemExit(f"{folder}: no rows (run `invdiff bench SUITE --out {folder}`)")
+    return rows
 
 
 def suite_sha(folder: Path) -> str | None:
